@@ -1,0 +1,45 @@
+"""lossplug: nine deep-learning losses written once, the same number in NumPy, PyTorch and Keras.
+
+``import lossplug`` imports no framework; ``lossplug.torch`` and ``lossplug.keras`` import theirs.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+
+from lossplug._core import value_checks
+from lossplug._spec import REGISTRY, LossParameterError, spec
+
+__all__ = ["available", "get", "value_checks", "LossParameterError", "__version__"]
+__version__ = "0.1.0"
+
+FRAMEWORKS = ("numpy", "torch", "keras")
+
+
+def available() -> list[str]:
+    """The registry names, in the order of the docs: mse, mae, huber, bce, ... kl_div."""
+    return list(REGISTRY)
+
+
+def get(name: str, framework: str = "numpy", **params):
+    """Build the loss ``name`` for ``framework`` with ``params``.
+
+    ``"numpy"`` gives a function ``f(y_pred, y_true)``; ``"torch"`` an ``nn.Module``; ``"keras"`` a
+    ``keras.losses.Loss``. Unknown names and parameters raise a ``ValueError`` listing valid ones.
+    """
+    loss_spec = spec(name)
+    if framework not in FRAMEWORKS:
+        raise ValueError(f"unknown framework {framework!r}; choose one of {', '.join(FRAMEWORKS)}")
+    loss_spec.validate(params)
+    module = importlib.import_module(f"lossplug.{framework}")
+    if framework == "numpy":
+        return functools.partial(getattr(module, name), **params)
+    return getattr(module, loss_spec.class_name)(**params)
+
+
+def __getattr__(name: str):
+    # `lossplug.torch.HuberLoss` without a separate import; the framework loads only then.
+    if name in FRAMEWORKS:
+        return importlib.import_module(f"lossplug.{name}")
+    raise AttributeError(f"module 'lossplug' has no attribute {name!r}")

@@ -1,0 +1,99 @@
+"""What the torch modules and Keras classes share: parameters as attributes, signatures, docs.
+
+A framework class names its loss once (``class HuberLoss(LossModule, loss="huber")``) and gets a
+keyword-only ``__init__`` with the registry's parameters and defaults, a docstring section
+listing them, and the ``terms`` → reduce path. Subclasses override these extension points:
+
+- ``terms(...)``: the unreduced ``(loss, weight)`` of the formula, before the reduction;
+- ``score(intersection, denominator)`` (Dice): the Dice ratio from its sums;
+- ``__init__``: add hyperparameters, then call ``super().__init__(**params)``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import textwrap
+
+from lossplug import _core
+from lossplug._spec import LossSpec, spec
+
+
+def signature(loss_spec: LossSpec, extra: tuple[inspect.Parameter, ...] = ()) -> inspect.Signature:
+    params = [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+    params += [
+        inspect.Parameter(p.name, inspect.Parameter.KEYWORD_ONLY, default=p.default)
+        for p in loss_spec.params
+    ]
+    return inspect.Signature(params + list(extra))
+
+
+def params_doc(loss_spec: LossSpec, call: str) -> str:
+    """The shared docstring section: the formula, parameters with defaults, and the call."""
+    lines = [
+        "",
+        f"Mean-reduction formula (registry name ``{loss_spec.name}``):",
+        "",
+        "$$" + loss_spec.math + "$$",
+        "",
+        "Args:",
+    ]
+    for p in loss_spec.params:
+        lines.append(f"    {p.name}: {p.doc}. Default ``{p.default!r}``.")
+    lines += ["", "Call:", f"    ``{call}``", ""]
+    return "\n".join(lines)
+
+
+def _make_init(base_init, loss_spec: LossSpec, extra):
+    def __init__(self, **params):
+        base_init(self, **params)
+
+    __init__.__signature__ = signature(loss_spec, extra)
+    __init__.__doc__ = f"Build a {loss_spec.class_name}; every argument is keyword-only."
+    return __init__
+
+
+class LossAdapter:
+    """Mixin for the framework classes; ``framework`` and ``_call`` are set by each framework."""
+
+    spec: LossSpec
+    framework: str
+    _call: str
+    _extra_init: tuple[inspect.Parameter, ...] = ()
+
+    def __init_subclass__(cls, loss: str | None = None, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if loss is None:
+            return
+        cls.spec = spec(loss)
+        cls.__init__ = _make_init(cls._base_init, cls.spec, cls._extra_init)
+        cls.__doc__ = textwrap.dedent(cls.__doc__ or "") + params_doc(cls.spec, cls._call)
+
+    def _store_params(self, params) -> dict:
+        validated = self.spec.validate(params)
+        for name, value in validated.items():
+            if name != "reduction":
+                self._store(name, value)
+        return validated
+
+    def _store(self, name, value):
+        setattr(self, name, value)
+
+    def params(self) -> dict:
+        """The current hyperparameters (attributes may be changed after construction)."""
+        out = {p.name: getattr(self, p.name) for p in self.spec.params if p.name != "reduction"}
+        out["reduction"] = self.reduction
+        return out
+
+    def _check(self, xp, y_pred, y_true):
+        return _core.prepare(self.spec, xp, y_pred, y_true, self.params(), self.framework)
+
+    def _terms(self, xp, y_pred, y_true):
+        params = _core.formula_params(self.spec, xp, y_pred, self.params(), self.framework)
+        if self.spec.name == "dice":
+            params["score"] = lambda _xp, intersection, denominator, _smooth: self.score(
+                intersection, denominator
+            )
+        return self.spec.formula(xp, y_pred, y_true, **params)
+
+    def _reduce(self, xp, loss, weight):
+        return _core.reduce(self.spec, xp, loss, weight, self.reduction, self.framework)

@@ -1,0 +1,313 @@
+"""The primitives every formula is written in, mapped onto NumPy, torch and ``keras.ops``.
+
+In the spirit of einops' ``_backends``: one small class per framework, importing its framework
+only when it is first used, so ``import lossplug`` imports none. Where a framework has a fused
+kernel (torch's ``binary_cross_entropy_with_logits``, its ``log_softmax``), the primitive uses it.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+
+class NumpyBackend:
+    """float64 NumPy: the reference the docs show."""
+
+    name = "numpy"
+
+    # -- conversion and inspection --
+    def is_concrete(self, x) -> bool:
+        return True
+
+    def minmax(self, x) -> tuple[float, float]:
+        return float(np.min(x)), float(np.max(x))
+
+    def any_nonintegral(self, x) -> bool:
+        return bool(np.any(x != np.floor(x)))
+
+    def shape(self, x) -> tuple:
+        return tuple(x.shape)
+
+    def cast_int(self, x):
+        return x.astype(np.int64)
+
+    def cast_like(self, x, like):
+        return np.asarray(x, dtype=like.dtype)
+
+    def constant(self, values, like):
+        return np.asarray(values, dtype=like.dtype)
+
+    # -- arithmetic --
+    log = staticmethod(np.log)
+    abs = staticmethod(np.abs)
+    square = staticmethod(np.square)
+    minimum = staticmethod(np.minimum)
+    where = staticmethod(np.where)
+    clip = staticmethod(np.clip)
+    expand_dims = staticmethod(np.expand_dims)
+    squeeze = staticmethod(np.squeeze)
+    take_along_axis = staticmethod(np.take_along_axis)
+    reshape = staticmethod(np.reshape)
+
+    def select(self, x, index, axis):
+        return np.take(x, index, axis=axis)
+
+    def sum(self, x, axis=None, keepdims=False):
+        return np.sum(x, axis=axis, keepdims=keepdims)
+
+    def mean(self, x, axis=None, keepdims=False):
+        return np.mean(x, axis=axis, keepdims=keepdims)
+
+    def softplus(self, x):
+        return np.logaddexp(0.0, x)
+
+    def log_sigmoid(self, x):
+        return -np.logaddexp(0.0, -x)
+
+    def sigmoid(self, x):
+        return np.exp(self.log_sigmoid(x))
+
+    def log_softmax(self, x, axis):
+        shifted = x - np.max(x, axis=axis, keepdims=True)
+        return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
+
+    def softmax(self, x, axis):
+        return np.exp(self.log_softmax(x, axis))
+
+    def take(self, values, indices):
+        return np.asarray(values)[indices]
+
+    def one_hot(self, labels, num_classes, axis, like):
+        out = np.eye(num_classes, dtype=like.dtype)[labels]
+        return np.moveaxis(out, -1, axis)
+
+    def slice_axis(self, x, start, axis):
+        index = [slice(None)] * x.ndim
+        index[axis] = slice(start, None)
+        return x[tuple(index)]
+
+    def all_reduce_sum(self, x):
+        return x  # one process
+
+    def bce_with_logits(self, logits, y, pos_weight, neg_weight):
+        return neg_weight * (1 - y) * self.softplus(logits) + pos_weight * y * self.softplus(-logits)
+
+
+class TorchBackend:
+    """torch tensors; fused kernels where torch has them."""
+
+    name = "torch"
+
+    def __init__(self):
+        import torch
+        import torch.nn.functional as F
+
+        self.torch, self.F = torch, F
+
+    def is_concrete(self, x) -> bool:
+        return not self.torch.compiler.is_compiling()
+
+    def minmax(self, x) -> tuple[float, float]:
+        if x.dtype == self.torch.bool:
+            x = x.to(self.torch.uint8)
+        lo, hi = self.torch.aminmax(x.detach())
+        return float(lo), float(hi)
+
+    def any_nonintegral(self, x) -> bool:
+        return bool((x != x.floor()).any()) if x.is_floating_point() else False
+
+    def shape(self, x) -> tuple:
+        return tuple(x.shape)
+
+    def cast_int(self, x):
+        return x.long()
+
+    def cast_like(self, x, like):
+        return x.to(like.dtype)
+
+    def constant(self, values, like):
+        if isinstance(values, self.torch.Tensor):
+            return values.to(device=like.device, dtype=like.dtype)
+        return self.torch.as_tensor(values, dtype=like.dtype, device=like.device)
+
+    def log(self, x):
+        return self.torch.log(x)
+
+    def abs(self, x):
+        return self.torch.abs(x)
+
+    def square(self, x):
+        return self.torch.square(x)
+
+    def minimum(self, x, y):
+        if not isinstance(y, self.torch.Tensor):
+            return self.torch.clamp(x, max=y)
+        return self.torch.minimum(x, y)
+
+    def where(self, cond, x, y):
+        return self.torch.where(cond, x, y)
+
+    def clip(self, x, lo, hi):
+        return self.torch.clamp(x, lo, hi)
+
+    def expand_dims(self, x, axis):
+        return x.unsqueeze(axis)
+
+    def squeeze(self, x, axis):
+        return x.squeeze(axis)
+
+    def take_along_axis(self, x, indices, axis):
+        return self.torch.gather(x, axis, indices)
+
+    def reshape(self, x, shape):
+        return x.reshape(shape)
+
+    def select(self, x, index, axis):
+        return x.select(axis, index)
+
+    def sum(self, x, axis=None, keepdims=False):
+        if axis is None:
+            return x.sum()
+        return x.sum(dim=axis, keepdim=keepdims)
+
+    def mean(self, x, axis=None, keepdims=False):
+        if axis is None:
+            return x.mean()
+        return x.mean(dim=axis, keepdim=keepdims)
+
+    def softplus(self, x):
+        return self.F.softplus(x)
+
+    def log_sigmoid(self, x):
+        return self.F.logsigmoid(x)
+
+    def sigmoid(self, x):
+        return self.torch.sigmoid(x)
+
+    def log_softmax(self, x, axis):
+        return self.F.log_softmax(x, dim=axis)
+
+    def softmax(self, x, axis):
+        return self.F.softmax(x, dim=axis)
+
+    def take(self, values, indices):
+        return values[indices]
+
+    def one_hot(self, labels, num_classes, axis, like):
+        out = self.F.one_hot(labels, num_classes).to(like.dtype)
+        return out.movedim(-1, axis)
+
+    def slice_axis(self, x, start, axis):
+        return x.narrow(axis, start, x.shape[axis] - start)
+
+    def all_reduce_sum(self, x):
+        """Sum over processes; differentiable (its backward all-reduces the gradient)."""
+        import torch.distributed as dist
+
+        if not (dist.is_available() and dist.is_initialized()):
+            return x
+        from torch.distributed.nn.functional import all_reduce
+
+        return all_reduce(x)
+
+    def bce_with_logits(self, logits, y, pos_weight, neg_weight):
+        F = self.F
+        if neg_weight == 0:
+            return pos_weight * y * F.softplus(-logits)
+        if pos_weight == neg_weight:
+            out = F.binary_cross_entropy_with_logits(logits, y, reduction="none")
+        else:
+            pw = self.torch.tensor(pos_weight / neg_weight, dtype=logits.dtype, device=logits.device)
+            out = F.binary_cross_entropy_with_logits(logits, y, reduction="none", pos_weight=pw)
+        return out if neg_weight == 1 else neg_weight * out
+
+
+class KerasBackend:
+    """``keras.ops``: one code path for the TensorFlow, JAX and PyTorch backends."""
+
+    name = "keras"
+
+    def __init__(self):
+        import keras
+
+        self.keras, self.ops = keras, keras.ops
+
+    def is_concrete(self, x) -> bool:
+        backend = self.keras.backend.backend()
+        if backend == "tensorflow":
+            import tensorflow as tf
+
+            return tf.executing_eagerly() and hasattr(x, "numpy")
+        if backend == "jax":
+            import jax
+
+            return not isinstance(x, jax.core.Tracer)
+        if backend == "torch":
+            import torch
+
+            return not torch.compiler.is_compiling()
+        return True
+
+    def minmax(self, x) -> tuple[float, float]:
+        ops = self.ops
+        return float(ops.convert_to_numpy(ops.min(x))), float(ops.convert_to_numpy(ops.max(x)))
+
+    def any_nonintegral(self, x) -> bool:
+        return bool(self.ops.convert_to_numpy(self.ops.any(x != self.ops.floor(x))))
+
+    def shape(self, x) -> tuple:
+        return tuple(x.shape)
+
+    def cast_int(self, x):
+        return self.ops.cast(x, "int32")
+
+    def cast_like(self, x, like):
+        return self.ops.cast(x, like.dtype)
+
+    def constant(self, values, like):
+        return self.ops.convert_to_tensor(values, dtype=like.dtype)
+
+    def __getattr__(self, name):
+        # log, abs, square, minimum, where, clip, expand_dims, squeeze, take_along_axis, reshape,
+        # softplus, log_sigmoid, sigmoid, take: keras.ops already has them under these names.
+        return getattr(self.ops, name)
+
+    def sum(self, x, axis=None, keepdims=False):
+        return self.ops.sum(x, axis=axis, keepdims=keepdims)
+
+    def mean(self, x, axis=None, keepdims=False):
+        return self.ops.mean(x, axis=axis, keepdims=keepdims)
+
+    def log_softmax(self, x, axis):
+        return self.ops.log_softmax(x, axis=axis)
+
+    def select(self, x, index, axis):
+        return self.ops.take(x, index, axis=axis)
+
+    def softmax(self, x, axis):
+        return self.ops.softmax(x, axis=axis)
+
+    def one_hot(self, labels, num_classes, axis, like):
+        return self.ops.one_hot(labels, num_classes, axis=axis, dtype=like.dtype)
+
+    def slice_axis(self, x, start, axis):
+        axis = axis % len(x.shape)
+        starts = [0] * len(x.shape)
+        starts[axis] = start
+        sizes = list(self.ops.shape(x))
+        sizes[axis] = sizes[axis] - start
+        return self.ops.slice(x, starts, sizes)
+
+    def bce_with_logits(self, logits, y, pos_weight, neg_weight):
+        if pos_weight == neg_weight == 1:
+            return self.ops.binary_crossentropy(y, logits, from_logits=True)
+        sp = self.ops.softplus
+        return neg_weight * (1 - y) * sp(logits) + pos_weight * y * sp(-logits)
+
+
+@functools.cache
+def get_backend(name: str):
+    """The backend object for ``"numpy"``, ``"torch"`` or ``"keras"`` (made once, on first use)."""
+    return {"numpy": NumpyBackend, "torch": TorchBackend, "keras": KerasBackend}[name]()

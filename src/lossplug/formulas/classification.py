@@ -1,0 +1,113 @@
+"""Binary, categorical and sparse categorical cross-entropy."""
+
+from __future__ import annotations
+
+
+def bce(xp, y_pred, y_true, *, from_logits, label_smoothing, eps):
+    r"""Binary cross-entropy :math:`-[y\log p + (1-y)\log(1-p)]`, elementwise."""
+    return weighted_bce(
+        xp, y_pred, y_true, pos_weight=1.0, neg_weight=1.0,
+        from_logits=from_logits, label_smoothing=label_smoothing, eps=eps,
+    )
+
+
+def weighted_bce(xp, y_pred, y_true, *, pos_weight, neg_weight, from_logits, label_smoothing, eps):
+    r"""Weighted BCE :math:`-[w_+ y\log p + w_-(1-y)\log(1-p)]`, elementwise.
+
+    With logits, :math:`\log p = -\operatorname{softplus}(-x)` and
+    :math:`\log(1-p) = -\operatorname{softplus}(x)`: finite for any finite logit.
+    """
+    y = y_true
+    if label_smoothing:
+        y = y * (1.0 - label_smoothing) + 0.5 * label_smoothing
+    if from_logits:
+        return xp.bce_with_logits(y_pred, y, pos_weight, neg_weight), None
+    p = xp.clip(y_pred, eps, 1.0 - eps)
+    pos, neg = y * xp.log(p), (1.0 - y) * xp.log(1.0 - p)
+    if pos_weight != 1.0:
+        pos = pos_weight * pos
+    if neg_weight != 1.0:
+        neg = neg_weight * neg
+    return -(pos + neg), None
+
+
+def _log_probs(xp, y_pred, *, from_logits, eps, axis):
+    if from_logits:
+        return xp.log_softmax(y_pred, axis)
+    return xp.log(xp.clip(y_pred, eps, 1.0 - eps))
+
+
+def _broadcast_weights(xp, class_weights, like, axis):
+    """Class weights shaped to broadcast along ``axis`` of ``like``."""
+    shape = [1] * len(xp.shape(like))
+    shape[axis] = -1
+    return xp.reshape(xp.constant(class_weights, like), shape)
+
+
+def categorical_ce(
+    xp, y_pred, y_true, *, from_logits, label_smoothing, class_weights, ignore_index, axis, eps
+):
+    r"""Cross-entropy :math:`-\sum_c y_c \log p_c` per sample (and spatial position).
+
+    ``class_weights`` turn it into :math:`-\sum_c w_c y_c \log p_c`, and the mean then divides by
+    :math:`\sum_i \sum_c w_c y_{ic}` (torch's rule for index targets), so one-hot targets give
+    exactly the sparse loss. A sample whose target is class ``ignore_index``
+    (:math:`y_{\text{ignore}} > 0.5`) counts neither in the sum nor in the mean.
+    """
+    num_classes = xp.shape(y_pred)[axis]
+    log_p = _log_probs(xp, y_pred, from_logits=from_logits, eps=eps, axis=axis)
+    y = y_true
+    if label_smoothing:
+        y = y * (1.0 - label_smoothing) + label_smoothing / num_classes
+    weight = None
+    if class_weights is not None:
+        w = _broadcast_weights(xp, class_weights, y_pred, axis)
+        loss = -xp.sum(w * y * log_p, axis=axis)
+        weight = xp.sum(w * y_true, axis=axis)
+    else:
+        loss = -xp.sum(y * log_p, axis=axis)
+    if ignore_index is not None:
+        keep = xp.cast_like(xp.select(y_true, ignore_index, axis) <= 0.5, loss)
+        loss = loss * keep
+        weight = keep if weight is None else weight * keep
+    return loss, weight
+
+
+def sparse_categorical_ce(
+    xp, y_pred, labels, *, from_logits, label_smoothing, class_weights, ignore_index, axis, eps
+):
+    r"""Cross-entropy :math:`-\log p_{\text{label}}` per sample (and spatial position).
+
+    With ``class_weights`` each term is multiplied by :math:`w_{\text{label}}` and the mean divides
+    by :math:`\sum_i w_{y_i}`; ``ignore_index`` labels count neither in the sum nor in the mean;
+    ``label_smoothing`` mixes in :math:`\tfrac{1}{C}\sum_c -w_c\log p_c` as torch does.
+    """
+    num_classes = xp.shape(y_pred)[axis]
+    labels = xp.cast_int(labels)
+    keep = None
+    if ignore_index is not None:
+        keep = labels != ignore_index
+        labels = xp.where(keep, labels, 0 * labels)
+    index = xp.expand_dims(labels, axis)
+    if from_logits or label_smoothing:
+        log_p = _log_probs(xp, y_pred, from_logits=from_logits, eps=eps, axis=axis)
+        nll = -xp.squeeze(xp.take_along_axis(log_p, index, axis), axis)
+    else:  # gather first: only one probability per sample is clipped and logged
+        p = xp.squeeze(xp.take_along_axis(y_pred, index, axis), axis)
+        nll = -xp.log(xp.clip(p, eps, 1.0 - eps))
+    weight = None
+    if class_weights is not None:
+        weight = xp.take(xp.constant(class_weights, y_pred), labels)
+        nll = nll * weight
+    loss = nll
+    if label_smoothing:
+        terms = -log_p
+        if class_weights is not None:
+            terms = terms * _broadcast_weights(xp, class_weights, y_pred, axis)
+        smooth = xp.sum(terms, axis=axis) / num_classes
+        loss = (1.0 - label_smoothing) * nll + label_smoothing * smooth
+    if keep is not None:
+        keep = xp.cast_like(keep, loss)
+        loss = loss * keep
+        weight = keep if weight is None else weight * keep
+    return loss, weight

@@ -1,0 +1,127 @@
+"""``keras.losses.Loss`` classes: ``loss(y_true, y_pred)``, class axis last, any Keras backend.
+
+Each class is registered as ``lossplug>ClassName`` and ``get_config`` lists every
+hyperparameter, so a compiled model saves and loads without ``custom_objects``.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import keras
+
+from lossplug._adapter import LossAdapter
+from lossplug._backend import get_backend
+from lossplug._spec import LossParameterError
+from lossplug.formulas.segmentation import dice_score
+
+__all__ = [
+    "LossClass", "MSELoss", "MAELoss", "HuberLoss", "BCELoss", "WeightedBCELoss",
+    "CategoricalCELoss", "SparseCategoricalCELoss", "DiceLoss", "KLDivLoss",
+]
+
+_xp = get_backend("keras")
+_register = keras.saving.register_keras_serializable(package="lossplug")
+
+
+class LossClass(LossAdapter, keras.losses.Loss):
+    """Base of every lossplug Keras loss.
+
+    Subclass a concrete loss and override ``terms(y_true, y_pred)`` (the unreduced loss and its
+    weights) or, for Dice, ``score(intersection, denominator)``; ``call`` checks the inputs,
+    calls ``terms`` and returns per-sample values whose Keras reduction is the formula.
+    """
+
+    framework = "keras"
+    _call = "loss(y_true, y_pred, sample_weight=None)"
+    _extra_init = tuple(
+        inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=None) for n in ("name", "dtype")
+    )
+
+    def _base_init(self, *, name=None, dtype=None, **params):
+        validated = self.spec.validate(params)
+        if validated.get("sync_dist"):
+            raise LossParameterError(
+                f"{self.spec.class_name}: sync_dist is for torch.distributed; under tf.distribute "
+                "Keras already reduces the loss across replicas"
+            )
+        keras.losses.Loss.__init__(self, name=name, reduction=validated["reduction"], dtype=dtype)
+        self._store_params(params)
+
+    def call(self, y_true, y_pred):
+        y_true, y_pred = self._match_rank(y_true, y_pred)
+        y_true = self._check(_xp, y_pred, y_true)
+        loss, weight = self.terms(y_true, y_pred)
+        return self._reduce(_xp, loss, weight)
+
+    def terms(self, y_true, y_pred):
+        """The formula before reduction: ``(loss, weight)``, ``weight`` ``None`` for a plain mean."""
+        return self._terms(_xp, y_pred, y_true)
+
+    def _match_rank(self, y_true, y_pred):
+        # Keras's habit for elementwise losses: (N,) targets against (N, 1) outputs.
+        if self.spec.kind == "elementwise":
+            t, p = len(y_true.shape), len(y_pred.shape)
+            if t == p + 1 and y_true.shape[-1] == 1:
+                y_true = keras.ops.squeeze(y_true, -1)
+            elif p == t + 1 and y_pred.shape[-1] == 1:
+                y_pred = keras.ops.squeeze(y_pred, -1)
+        return y_true, y_pred
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update(self.params())
+        if config.get("class_weights") is not None:
+            config["class_weights"] = list(config["class_weights"])
+        if self.dtype != keras.backend.floatx():
+            config["dtype"] = self.dtype
+        return config
+
+
+@_register
+class MSELoss(LossClass, loss="mse"):
+    r"""Mean squared error :math:`\operatorname{mean}((\hat y - y)^2)`."""
+
+
+@_register
+class MAELoss(LossClass, loss="mae"):
+    r"""Mean absolute error :math:`\operatorname{mean}(|\hat y - y|)`."""
+
+
+@_register
+class HuberLoss(LossClass, loss="huber"):
+    r"""Huber :math:`\operatorname{mean}(\tfrac12 q^2 + \delta(|e| - q))`, :math:`q = \min(|e|, \delta)`."""
+
+
+@_register
+class BCELoss(LossClass, loss="bce"):
+    r"""Binary cross-entropy :math:`\operatorname{mean}(-[y\log p + (1-y)\log(1-p)])`."""
+
+
+@_register
+class WeightedBCELoss(LossClass, loss="weighted_bce"):
+    r"""Weighted BCE :math:`\operatorname{mean}(-[w_+ y\log p + w_-(1-y)\log(1-p)])`."""
+
+
+@_register
+class CategoricalCELoss(LossClass, loss="categorical_ce"):
+    r"""Categorical cross-entropy :math:`\operatorname{mean}_i(-\sum_c y_{ic}\log p_{ic})`."""
+
+
+@_register
+class SparseCategoricalCELoss(LossClass, loss="sparse_categorical_ce"):
+    r"""Sparse categorical cross-entropy :math:`\operatorname{mean}_i(-\log p_{i,y_i})`."""
+
+
+@_register
+class DiceLoss(LossClass, loss="dice"):
+    r"""Dice :math:`\operatorname{mean}_i(1 - (2\sum\hat y y + s)/(\sum\hat y^2 + \sum y^2 + s))`."""
+
+    def score(self, intersection, denominator):
+        """The Dice ratio from the sums; override for another smoothing rule."""
+        return dice_score(_xp, intersection, denominator, self.smooth)
+
+
+@_register
+class KLDivLoss(LossClass, loss="kl_div"):
+    r"""KL(p‖q) :math:`\operatorname{mean}_i\sum_c p_{ic}\log(p_{ic}/q_{ic})`, p = y_true, q = y_pred."""

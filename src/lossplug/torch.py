@@ -1,0 +1,116 @@
+"""``torch.nn.Module`` losses: ``loss(y_pred, y_true)``, class axis ``dim=1`` (0 for 1-D input).
+
+Hyperparameters are plain attributes (``loss.delta``); ``class_weights`` is a buffer, so it follows
+``.to(device)`` and is saved in ``state_dict``. Half-precision inputs are computed in float32, as
+torch's own losses do under autocast.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from lossplug._adapter import LossAdapter
+from lossplug._backend import get_backend
+from lossplug.formulas.segmentation import dice_score
+
+__all__ = [
+    "LossModule", "MSELoss", "MAELoss", "HuberLoss", "BCELoss", "WeightedBCELoss",
+    "CategoricalCELoss", "SparseCategoricalCELoss", "DiceLoss", "KLDivLoss",
+]
+
+_xp = get_backend("torch")
+
+
+def _as_tensors(y_pred, y_true):
+    if not isinstance(y_pred, torch.Tensor):
+        y_pred = torch.as_tensor(y_pred, dtype=torch.get_default_dtype())
+    if not isinstance(y_true, torch.Tensor):
+        y_true = torch.as_tensor(y_true, device=y_pred.device)
+    if y_pred.dtype in (torch.float16, torch.bfloat16):
+        y_pred = y_pred.float()
+    if (y_true.is_floating_point() or y_true.dtype == torch.bool) and y_true.dtype != y_pred.dtype:
+        y_true = y_true.to(y_pred.dtype)
+    return y_pred, y_true
+
+
+class LossModule(LossAdapter, nn.Module):
+    """Base of every lossplug torch loss.
+
+    Subclass a concrete loss and override ``terms(y_pred, y_true)`` (the unreduced loss and its
+    weights) or, for Dice, ``score(intersection, denominator)``; ``forward`` checks the inputs,
+    calls ``terms`` and applies ``reduction``.
+    """
+
+    framework = "torch"
+    _call = "loss(y_pred, y_true)"
+
+    def _base_init(self, **params):
+        nn.Module.__init__(self)
+        self.reduction = self._store_params(params)["reduction"]
+
+    def _store(self, name, value):
+        if name == "class_weights":
+            weights = None if value is None else torch.tensor(value, dtype=torch.get_default_dtype())
+            self.register_buffer("class_weights", weights)
+        else:
+            setattr(self, name, value)
+
+    def forward(self, y_pred: torch.Tensor, y_true: torch.Tensor) -> torch.Tensor:
+        y_pred, y_true = _as_tensors(y_pred, y_true)
+        y_true = self._check(_xp, y_pred, y_true)
+        loss, weight = self.terms(y_pred, y_true)
+        return self._reduce(_xp, loss, weight)
+
+    def terms(self, y_pred: torch.Tensor, y_true: torch.Tensor):
+        """The formula before reduction: ``(loss, weight)``, ``weight`` ``None`` for a plain mean."""
+        return self._terms(_xp, y_pred, y_true)
+
+    def extra_repr(self) -> str:
+        changed = {
+            p.name: getattr(self, p.name) for p in self.spec.params
+            if p.name not in ("reduction", "class_weights") and getattr(self, p.name) != p.default
+        }
+        if self.reduction != "mean":
+            changed["reduction"] = self.reduction
+        return ", ".join(f"{k}={v!r}" for k, v in changed.items())
+
+
+class MSELoss(LossModule, loss="mse"):
+    r"""Mean squared error :math:`\operatorname{mean}((\hat y - y)^2)`."""
+
+
+class MAELoss(LossModule, loss="mae"):
+    r"""Mean absolute error :math:`\operatorname{mean}(|\hat y - y|)`."""
+
+
+class HuberLoss(LossModule, loss="huber"):
+    r"""Huber :math:`\operatorname{mean}(\tfrac12 q^2 + \delta(|e| - q))`, :math:`q = \min(|e|, \delta)`."""
+
+
+class BCELoss(LossModule, loss="bce"):
+    r"""Binary cross-entropy :math:`\operatorname{mean}(-[y\log p + (1-y)\log(1-p)])`."""
+
+
+class WeightedBCELoss(LossModule, loss="weighted_bce"):
+    r"""Weighted BCE :math:`\operatorname{mean}(-[w_+ y\log p + w_-(1-y)\log(1-p)])`."""
+
+
+class CategoricalCELoss(LossModule, loss="categorical_ce"):
+    r"""Categorical cross-entropy :math:`\operatorname{mean}_i(-\sum_c y_{ic}\log p_{ic})`."""
+
+
+class SparseCategoricalCELoss(LossModule, loss="sparse_categorical_ce"):
+    r"""Sparse categorical cross-entropy :math:`\operatorname{mean}_i(-\log p_{i,y_i})`."""
+
+
+class DiceLoss(LossModule, loss="dice"):
+    r"""Dice :math:`\operatorname{mean}_i(1 - (2\sum\hat y y + s)/(\sum\hat y^2 + \sum y^2 + s))`."""
+
+    def score(self, intersection: torch.Tensor, denominator: torch.Tensor) -> torch.Tensor:
+        """The Dice ratio from the sums; override for another smoothing rule."""
+        return dice_score(_xp, intersection, denominator, self.smooth)
+
+
+class KLDivLoss(LossModule, loss="kl_div"):
+    r"""KL(p‖q) :math:`\operatorname{mean}_i\sum_c p_{ic}\log(p_{ic}/q_{ic})`, p = y_true, q = y_pred."""
