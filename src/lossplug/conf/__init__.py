@@ -1,0 +1,1 @@
+"""The Hydra config groups lossplug ships (``loss/``), found through ``pkg://lossplug.conf``."""
