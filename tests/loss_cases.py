@@ -124,7 +124,7 @@ def _distributions(shape=(3, 4), logits=False, log_input=False, zeros=False):
     return make
 
 
-# --- the catalogue ------------------------------------------------------------------------------
+# --- the catalogue (class weights exact in float32, the dtype of the torch buffer) -------------
 
 CASES: list[Case] = [
     Case("mse", {}, _regression()),
@@ -152,7 +152,7 @@ CASES: list[Case] = [
     Case("categorical_ce", {"class_weights": [0.5, 2.0, 1.0]}, _classes(), "cw"),
     Case("categorical_ce", {"ignore_index": 1, "from_logits": True}, _classes(logits=True, ignore=1),
          "ignore"),
-    Case("categorical_ce", {"class_weights": [1.0, 3.0, 0.2], "ignore_index": 0, "label_smoothing": 0.2},
+    Case("categorical_ce", {"class_weights": [1.0, 3.0, 0.25], "ignore_index": 0, "label_smoothing": 0.2},
          _classes((3, 3, 2), ignore=0), "cw-ignore-ls"),
     Case("sparse_categorical_ce", {}, _classes(target="labels")),
     Case("sparse_categorical_ce", {"from_logits": True}, _classes(logits=True, target="labels"), "logits"),
@@ -163,7 +163,7 @@ CASES: list[Case] = [
          _classes(logits=True, target="labels"), "cw"),
     Case("sparse_categorical_ce", {"ignore_index": -100}, _classes(target="labels", ignore=-100), "ignore"),
     Case("sparse_categorical_ce",
-         {"class_weights": [1.0, 3.0, 0.2], "ignore_index": 7, "label_smoothing": 0.1, "from_logits": True},
+         {"class_weights": [1.0, 3.0, 0.25], "ignore_index": 7, "label_smoothing": 0.1, "from_logits": True},
          _classes((3, 3, 2), logits=True, target="labels", ignore=7), "cw-ignore-ls"),
     Case("dice", {}, _masks()),
     Case("dice", {"squared": False}, _masks(), "plain"),
@@ -172,7 +172,7 @@ CASES: list[Case] = [
     Case("dice", {"aggregation": "batch"}, _masks(), "batch"),
     Case("dice", {"from_logits": True}, _masks((2, 3, 3, 3), logits=True, label_map=True),
          "labelmap-softmax"),
-    Case("dice", {"per_class": True, "class_weights": [0.2, 1.0, 2.0]}, _masks((2, 3, 3, 3), label_map=True),
+    Case("dice", {"per_class": True, "class_weights": [0.25, 1.0, 2.0]}, _masks((2, 3, 3, 3), label_map=True),
          "perclass-cw"),
     Case("dice", {"include_background": False, "from_logits": True, "per_class": True},
          _masks((2, 3, 3, 3), logits=True, label_map=True), "nobg"),

@@ -104,12 +104,12 @@ def test_bce_label_smoothing_is_smoothed_targets(torch_dtype, tol, ls):
 
 INDEX_PARAMS = [
     {},
-    {"class_weights": [0.3, 2.0, 1.0, 0.7]},
+    {"class_weights": [0.25, 2.0, 1.0, 0.75]},
     {"ignore_index": 2},
     {"ignore_index": -100},
     {"label_smoothing": 0.2},
-    {"class_weights": [0.3, 2.0, 1.0, 0.7], "label_smoothing": 0.1},
-    {"class_weights": [0.3, 2.0, 1.0, 0.7], "ignore_index": -100, "label_smoothing": 0.25},
+    {"class_weights": [0.25, 2.0, 1.0, 0.75], "label_smoothing": 0.1},
+    {"class_weights": [0.25, 2.0, 1.0, 0.75], "ignore_index": -100, "label_smoothing": 0.25},
 ]
 
 
