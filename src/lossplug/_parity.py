@@ -1,0 +1,430 @@
+"""Cross-framework parity: every loss, in every installed framework, against the NumPy reference.
+
+``lossplug check`` runs this. Each :class:`Case` is a loss with parameters and a recipe for small
+random inputs, made channels-last (class axis -1, as NumPy and Keras expect); torch gets the same
+arrays with the class axis moved to dim 1. The NumPy float64 result is the reference; torch runs
+in float64 and float32 in this process, and Keras runs once per importable backend, each in its
+own subprocess (``KERAS_BACKEND`` is fixed per process), in float32. Every case is compared
+under ``reduction="mean"``, ``"sum"`` and ``"none"``.
+
+This module imports no framework at import time.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+REDUCTIONS = ("mean", "sum", "none")
+KERAS_BACKENDS = ("tensorflow", "jax", "torch")
+# Error measure: max |got - ref| / max(1, max |ref|), per reduction; the worst of the three counts.
+TOLERANCE = {"float64": 1e-9, "float32": 1e-5}
+
+
+# --- the cases ----------------------------------------------------------------------------------
+
+
+def _softmax(x):
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def _one_hot(labels, num_classes):
+    return np.eye(num_classes)[labels]
+
+
+def _regression(rng):
+    return rng.normal(size=(4, 3, 5)), rng.normal(size=(4, 3, 5))
+
+
+def _binary_probs(rng):
+    return rng.uniform(0.02, 0.98, size=(4, 3, 5)), rng.integers(0, 2, size=(4, 3, 5)).astype(float)
+
+
+def _binary_logits_soft(rng):
+    return 4.0 * rng.normal(size=(4, 3, 5)), rng.uniform(0, 1, size=(4, 3, 5))
+
+
+def _class_probs_onehot(rng):
+    labels = rng.integers(0, 4, size=6)
+    return _softmax(rng.normal(size=(6, 4))), _one_hot(labels, 4)
+
+
+def _class_logits_soft_spatial(rng):
+    return 3.0 * rng.normal(size=(3, 4, 5, 4)), rng.dirichlet(np.ones(4), size=(3, 4, 5))
+
+
+def _class_probs_onehot_spatial(rng):
+    labels = rng.integers(0, 4, size=(3, 4, 5))
+    return _softmax(rng.normal(size=(3, 4, 5, 4))), _one_hot(labels, 4)
+
+
+def _labels_logits(rng):
+    return 3.0 * rng.normal(size=(8, 5)), rng.integers(0, 5, size=8)
+
+
+def _labels_probs_spatial_ignored(rng):
+    labels = rng.integers(0, 4, size=(3, 4, 5))
+    labels[rng.uniform(size=labels.shape) < 0.2] = -100
+    return _softmax(rng.normal(size=(3, 4, 5, 4))), labels
+
+
+def _masks_probs(rng):
+    labels = rng.integers(0, 3, size=(3, 6, 6))
+    return _softmax(rng.normal(size=(3, 6, 6, 3))), _one_hot(labels, 3)
+
+
+def _label_map_logits(rng):
+    return 2.0 * rng.normal(size=(3, 6, 6, 3)), rng.integers(0, 3, size=(3, 6, 6))
+
+
+def _binary_mask_logits(rng):
+    return 2.0 * rng.normal(size=(3, 6, 6, 1)), rng.integers(0, 2, size=(3, 6, 6, 1)).astype(float)
+
+
+def _distributions(rng):
+    p = rng.dirichlet(np.ones(5), size=6)
+    p[0, 0] = 0.0  # a zero target term: 0 log 0 = 0
+    p[0] /= p[0].sum()
+    return _softmax(rng.normal(size=(6, 5))), p
+
+
+def _distribution_logits(rng):
+    return 3.0 * rng.normal(size=(6, 5)), rng.dirichlet(np.ones(5), size=6)
+
+
+def _distribution_log_probs(rng):
+    q, p = _distributions(rng)
+    return np.log(q), p
+
+
+@dataclass(frozen=True)
+class Case:
+    """One loss with parameters and a recipe for its (channels-last) random inputs."""
+
+    loss: str
+    label: str
+    make: Callable[[np.random.Generator], tuple[np.ndarray, np.ndarray]]
+    params: dict = field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        return f"{self.loss}/{self.label}"
+
+
+CASES = (
+    Case("mse", "default", _regression),
+    Case("mae", "default", _regression),
+    Case("huber", "delta=0.5", _regression, {"delta": 0.5}),
+    Case("bce", "probs, smoothing", _binary_probs, {"label_smoothing": 0.1}),
+    Case("bce", "logits, soft targets", _binary_logits_soft, {"from_logits": True}),
+    Case("weighted_bce", "probs, w+=2 w-=0.5", _binary_probs, {"pos_weight": 2.0, "neg_weight": 0.5}),
+    Case("weighted_bce", "logits, w+=3", _binary_logits_soft, {"pos_weight": 3.0, "from_logits": True}),
+    Case("categorical_ce", "probs, one-hot", _class_probs_onehot),
+    Case(
+        "categorical_ce", "logits, soft, 2-D, smoothing", _class_logits_soft_spatial,
+        {"from_logits": True, "label_smoothing": 0.1},
+    ),
+    Case(
+        "categorical_ce", "weights, ignore_index=0", _class_probs_onehot_spatial,
+        {"class_weights": [0.5, 1.0, 2.0, 0.25], "ignore_index": 0},
+    ),
+    Case("sparse_categorical_ce", "logits", _labels_logits, {"from_logits": True}),
+    Case(
+        "sparse_categorical_ce", "logits, weights, smoothing", _labels_logits,
+        {"from_logits": True, "class_weights": [1.0, 2.0, 0.5, 1.0, 4.0], "label_smoothing": 0.2},
+    ),
+    Case(
+        "sparse_categorical_ce", "probs, 2-D, weights, ignored", _labels_probs_spatial_ignored,
+        {"class_weights": [0.5, 1.0, 2.0, 0.25], "ignore_index": -100},
+    ),
+    Case("dice", "probs, one-hot masks", _masks_probs),
+    Case("dice", "logits, label map", _label_map_logits, {"from_logits": True}),
+    Case(
+        "dice", "per class, weights, no bg", _masks_probs,
+        {"per_class": True, "class_weights": [1.0, 2.0, 0.5], "include_background": False},
+    ),
+    Case(
+        "dice", "binary logits, batch, plain", _binary_mask_logits,
+        {"from_logits": True, "aggregation": "batch", "squared": False},
+    ),
+    Case("kl_div", "probs", _distributions),
+    Case("kl_div", "logits", _distribution_logits, {"from_logits": True}),
+    Case("kl_div", "log_input", _distribution_log_probs, {"log_input": True}),
+)
+
+
+def case_inputs(case: Case, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The case's inputs; the same seed gives the same arrays in every process."""
+    index = CASES.index(case)
+    return case.make(np.random.default_rng([seed, index]))
+
+
+def _channels_first(case: Case, y_pred, y_true):
+    """The arrays as torch expects them: the class axis moved from last to dim 1."""
+    from lossplug._spec import REGISTRY
+
+    if not REGISTRY[case.loss].has_class_axis or y_pred.ndim < 3:
+        return y_pred, y_true
+    y_pred_cf = np.moveaxis(y_pred, -1, 1)
+    if y_true.ndim == y_pred.ndim:
+        y_true = np.moveaxis(y_true, -1, 1)
+    return y_pred_cf, y_true
+
+
+def reference(case: Case, seed: int, framework: str) -> dict[str, np.ndarray]:
+    """The NumPy float64 values, per reduction, in the shape ``framework`` returns them.
+
+    Keras's ``"none"`` is one value per sample: for the elementwise losses the NumPy per-element
+    values averaged over the last axis.
+    """
+    import lossplug.numpy as reference_losses
+    from lossplug._spec import REGISTRY
+
+    y_pred, y_true = case_inputs(case, seed)
+    fn = getattr(reference_losses, case.loss)
+    out = {r: np.asarray(fn(y_pred, y_true, reduction=r, **case.params)) for r in REDUCTIONS}
+    if framework == "keras":
+        none = out["none"]
+        if REGISTRY[case.loss].kind == "elementwise" and none.ndim > 1:
+            out["none"] = none.mean(axis=-1)
+        elif none.ndim == 0:  # Dice over the whole batch: Keras keeps it 1-D
+            out["none"] = none.reshape(1)
+    return out
+
+
+# --- running a framework ------------------------------------------------------------------------
+
+
+def run_torch(seed: int, dtype: str) -> dict[str, dict]:
+    """Every case through ``lossplug.torch`` in ``dtype``: ``{case id: {reduction: values}}``."""
+    import torch
+
+    import lossplug.torch as torch_losses
+    from lossplug._spec import REGISTRY
+
+    torch_dtype = getattr(torch, dtype)
+    results = {}
+    for case in CASES:
+        y_pred, y_true = _channels_first(case, *case_inputs(case, seed))
+        y_pred_t = torch.as_tensor(y_pred, dtype=torch_dtype)
+        labels = y_true.dtype.kind in "iu"
+        y_true_t = torch.as_tensor(y_true, dtype=torch.long if labels else torch_dtype)
+        cls = getattr(torch_losses, REGISTRY[case.loss].class_name)
+        results[case.id] = _run_reductions(
+            lambda r, cls=cls, case=case, a=y_pred_t, b=y_true_t: cls(reduction=r, **case.params)(a, b)
+            .detach().double().numpy()
+        )
+    return results
+
+
+def run_keras(seed: int) -> dict[str, dict]:
+    """Every case through ``lossplug.keras`` on the current ``KERAS_BACKEND``, in float32."""
+    import keras
+
+    import lossplug.keras as keras_losses
+    from lossplug._spec import REGISTRY
+
+    results = {}
+    for case in CASES:
+        y_pred, y_true = case_inputs(case, seed)
+        y_pred = y_pred.astype(np.float32)
+        y_true = y_true.astype(np.int32 if y_true.dtype.kind in "iu" else np.float32)
+        cls = getattr(keras_losses, REGISTRY[case.loss].class_name)
+        results[case.id] = _run_reductions(
+            lambda r, cls=cls, case=case, a=y_pred, b=y_true: np.asarray(
+                keras.ops.convert_to_numpy(cls(reduction=r, **case.params)(b, a)), dtype=np.float64
+            )
+        )
+    return results
+
+
+def _run_reductions(compute) -> dict:
+    out = {}
+    for r in REDUCTIONS:
+        try:
+            out[r] = compute(r).tolist()
+        except Exception as exc:  # reported in the table, not raised: one bad case must not hide others
+            out[r] = {"error": f"{type(exc).__name__}: {exc}"}
+    return out
+
+
+# --- comparing ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Column:
+    """One framework run: its title, the dtype it computes in, and its results or why it has none."""
+
+    title: str
+    framework: str  # "torch" | "keras"
+    dtype: str
+    results: dict | None = None
+    note: str | None = None  # why it was skipped or failed
+
+    @property
+    def failed(self) -> bool:
+        return self.results is None and bool(self.note) and self.note.startswith("failed")
+
+
+def compare(ref: dict, got: dict, dtype: str) -> tuple[bool, float | None, str]:
+    """``(ok, worst error, detail)`` for one case in one framework across the reductions."""
+    worst, details = 0.0, []
+    for r in REDUCTIONS:
+        value = got[r]
+        if isinstance(value, dict):
+            return False, None, f"{r}: {value['error']}"
+        value, expected = np.asarray(value, dtype=np.float64), ref[r]
+        if value.shape != expected.shape:
+            return False, None, f"{r}: shape {value.shape}, reference {expected.shape}"
+        if not np.all(np.isfinite(value)):
+            return False, None, f"{r}: non-finite values"
+        err = float(np.max(np.abs(value - expected), initial=0.0)) / max(
+            1.0, float(np.max(np.abs(expected), initial=0.0))
+        )
+        if err > TOLERANCE[dtype]:
+            details.append(f"{r}: error {err:.1e} > {TOLERANCE[dtype]:.0e}")
+        worst = max(worst, err)
+    return not details, worst, "; ".join(details)
+
+
+# --- the whole check ----------------------------------------------------------------------------
+
+
+def _importable(name: str) -> bool:
+    """Whether ``name`` could be imported, without importing it."""
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _keras_worker_command(backend: str, seed: int, out_path: str):
+    env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3", JAX_PLATFORMS="cpu")
+    cmd = [sys.executable, "-m", "lossplug._parity", "--keras-worker", str(seed), out_path]
+    return cmd, env
+
+
+def columns_to_run(frameworks: list[str] | None = None) -> list[Column]:
+    """The framework columns, each either ready to run or skipped with a note."""
+    wanted = frameworks or ["torch"] + [f"keras-{b}" for b in KERAS_BACKENDS]
+    cols = []
+    if "torch" in wanted:
+        note = None if _importable("torch") else "torch is not installed"
+        cols += [Column("torch f64", "torch", "float64", note=note),
+                 Column("torch f32", "torch", "float32", note=note)]
+    for backend in KERAS_BACKENDS:
+        if f"keras-{backend}" not in wanted:
+            continue
+        note = None
+        if not _importable("keras"):
+            note = "keras is not installed"
+        elif not _importable(backend):
+            note = f"{backend} is not installed"
+        cols.append(Column(f"keras/{backend}", "keras", "float32", note=note))
+    return cols
+
+
+def run_all(seed: int = 0, frameworks: list[str] | None = None, timeout: float = 300) -> list[Column]:
+    """Run every column: Keras backends in parallel subprocesses while torch runs here."""
+    cols = columns_to_run(frameworks)
+    workers = []
+    with tempfile.TemporaryDirectory(prefix="lossplug-check-") as tmp:
+        for col in cols:
+            if col.framework == "keras" and col.note is None:
+                backend = col.title.split("/")[1]
+                path = os.path.join(tmp, f"{backend}.json")
+                cmd, env = _keras_worker_command(backend, seed, path)
+                proc = subprocess.Popen(
+                    cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+                )
+                workers.append((col, proc, path))
+        for col in cols:
+            if col.framework == "torch" and col.note is None:
+                col.results = run_torch(seed, col.dtype)
+        for col, proc, path in workers:
+            try:
+                _, stderr = proc.communicate(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.communicate()
+                col.note = f"failed: no result within {timeout:g} s"
+                continue
+            if proc.returncode != 0 or not os.path.exists(path):
+                last = (stderr or "").strip().splitlines()[-1:] or ["no output"]
+                col.note = f"failed (exit {proc.returncode}): {last[0]}"
+                continue
+            with open(path) as f:
+                col.results = json.load(f)
+    return cols
+
+
+def report(cols: list[Column], seed: int) -> tuple[str, bool]:
+    """The parity table as text, and whether every run column matched the reference.
+
+    Skipped columns (framework not installed) are left out of the table and named in a note;
+    a column whose run failed stays in, marked FAILED, and fails the check.
+    """
+    shown = [c for c in cols if c.results is not None or c.failed]
+    header = ["loss", "case", "NumPy mean"] + [c.title for c in shown]
+    rows, failures = [], []
+    for case in CASES:
+        refs = {fw: reference(case, seed, fw) for fw in {c.framework for c in shown} | {"numpy"}}
+        row = [case.loss, case.label, f"{float(refs['numpy']['mean']):.6g}"]
+        for col in shown:
+            if col.results is None:
+                row.append("FAILED")
+                continue
+            ok, err, detail = compare(refs[col.framework], col.results[case.id], col.dtype)
+            row.append(f"ok {err:.0e}" if ok else "MISMATCH")
+            if not ok:
+                failures.append(f"{case.id} in {col.title}: {detail}")
+        rows.append(row)
+    widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
+    lines = [
+        f"lossplug check: each loss against the NumPy float64 reference (seed {seed}); a cell is the",
+        "worst error over reduction mean, sum and none, max|got - ref| / max(1, max|ref|);",
+        "tolerance " + ", ".join(f"{k} {v:.0e}" for k, v in TOLERANCE.items()) + ".",
+        "",
+        "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip(),
+        "  ".join("-" * w for w in widths),
+    ]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    lines.append("")
+    notes = dict.fromkeys(
+        f"{c.title.split()[0]}: {'' if c.failed else 'skipped, '}{c.note}" for c in cols if c.note
+    )
+    lines += [f"note: {n}" for n in notes]
+    lines += [f"MISMATCH {line}" for line in failures]
+    failed = [c for c in cols if c.failed]
+    ran = [c for c in cols if c.results is not None]
+    ok = not failures and not failed
+    if not ok:
+        lines.append(f"FAILED: {len(failures)} mismatch(es), {len(failed)} failed run(s)")
+    elif ran:
+        lines.append(f"OK: all {len(CASES)} cases match in " + ", ".join(c.title for c in ran))
+    else:
+        lines.append("OK, but nothing to compare: no framework besides NumPy is installed "
+                     "(pip install 'lossplug[torch]', 'lossplug[jax]' or 'lossplug[tensorflow]')")
+    return "\n".join(lines), ok
+
+
+def _keras_worker(seed: int, out_path: str) -> None:
+    results = run_keras(seed)
+    with open(out_path, "w") as f:
+        json.dump(results, f)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 4 and sys.argv[1] == "--keras-worker":
+        _keras_worker(int(sys.argv[2]), sys.argv[3])
+    else:
+        sys.exit("usage: python -m lossplug._parity --keras-worker SEED OUT.json (run by `lossplug check`)")
