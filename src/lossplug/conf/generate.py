@@ -1,0 +1,81 @@
+"""Write ``loss/<name>.yaml`` for every registry loss: ``python -m lossplug.conf.generate``.
+
+The YAML files are generated from ``lossplug._spec.REGISTRY`` so they carry exactly the registry's
+parameters and defaults; ``tests/test_hydra_group.py`` fails when a file and the registry differ.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from lossplug._spec import REGISTRY, LossSpec
+
+LOSS_DIR = Path(__file__).with_name("loss")
+
+# A config node in Hydra's ConfigStore (registered by the hydra_plugins.lossplug_searchpath plugin)
+# whose only content is the OmegaConf flag struct=False; merged into each loss node, it lets a
+# misspelt override such as loss.delt=0.5 reach lossplug.get, which names the loss and its
+# parameters, instead of Hydra's generic "Key 'delt' is not in struct".
+OPEN_NODE = "lossplug_open_loss_node"
+
+
+def _yaml_value(value) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        return value
+    raise TypeError(f"no YAML spelling for default {value!r}")
+
+
+def render(loss_spec: LossSpec) -> str:
+    """The YAML text of one loss: a header, the defaults list, ``_target_``, ``name``, parameters."""
+    lines = [
+        f"# {loss_spec.class_name} (lossplug registry name {loss_spec.name!r}): {loss_spec.summary}",
+        "# Generated from lossplug._spec.REGISTRY by `python -m lossplug.conf.generate`; do not edit.",
+        f"# Select it with `loss={loss_spec.name}` or `defaults: [loss: {loss_spec.name}]`, change a",
+        "# parameter with `loss.<parameter>=<value>`, and build it with",
+        '# hydra.utils.instantiate(cfg.loss, framework="torch" | "keras" | "numpy").',
+        "# Parameters are checked by lossplug when the loss is built: an unknown or misspelt one",
+        "# raises lossplug.LossParameterError naming the loss and its parameters.",
+        "defaults:",
+        f"  - /{OPEN_NODE}@_here_",
+        "  - _self_",
+        "",
+        "_target_: lossplug.get",
+        f"name: {loss_spec.name}",
+    ]
+    for param in loss_spec.params:
+        lines.append(f"# {param.doc}")
+        lines.append(f"{param.name}: {_yaml_value(param.default)}")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Write every file (or, with ``--check``, report the stale ones and return 1)."""
+    check = "--check" in (sys.argv[1:] if argv is None else argv)
+    stale = []
+    for name, loss_spec in REGISTRY.items():
+        path = LOSS_DIR / f"{name}.yaml"
+        text = render(loss_spec)
+        if path.exists() and path.read_text() == text:
+            continue
+        stale.append(path.name)
+        if not check:
+            path.write_text(text)
+    extra = sorted(p.name for p in LOSS_DIR.glob("*.yaml") if p.stem not in REGISTRY)
+    if extra:
+        print(f"files with no registry entry: {', '.join(extra)}", file=sys.stderr)
+    if stale:
+        print(("stale: " if check else "wrote: ") + ", ".join(stale), file=sys.stderr)
+    return 1 if (check and stale) or extra else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,183 @@
+"""A user's Hydra app, outside the repository, against a built wheel of lossplug.
+
+The wheel is built from a copy of the working tree and installed (``--no-deps``) into a fresh
+virtual environment in a temporary directory. Installing torch, Keras and Hydra again would take
+minutes, so the new environment sees the project environment's site-packages through a ``.pth``
+line appended *after* its own: a ``.pth`` line only adds a directory to ``sys.path``, it does not
+process the ``.pth`` files inside it, so the project's editable install (``__editable__*.pth``,
+pointing at ``src/``) stays invisible and ``lossplug`` and ``hydra_plugins.lossplug_searchpath``
+come only from the wheel. The app checks that by printing their ``__file__``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[1]
+
+APP = '''\
+import json
+
+import hydra
+from omegaconf import OmegaConf
+
+
+@hydra.main(version_base=None, config_path="conf", config_name="config")
+def main(cfg):
+    import hydra_plugins.lossplug_searchpath.lossplug_searchpath as plugin
+    import lossplug
+
+    loss = hydra.utils.instantiate(cfg.loss, framework=cfg.framework)
+    print("RESULT " + json.dumps({
+        "lossplug_file": lossplug.__file__,
+        "plugin_file": plugin.__file__,
+        "loss_cfg": OmegaConf.to_container(cfg.loss),
+        "class": type(loss).__module__ + "." + type(loss).__name__,
+        "params": {k: v for k, v in loss.params().items() if k != "class_weights"},
+    }))
+
+
+if __name__ == "__main__":
+    main()
+'''
+
+CONFIG = """\
+defaults:
+  - loss: dice
+  - _self_
+
+framework: torch
+hydra:
+  run:
+    dir: ./outputs/run
+"""
+
+
+def _clean_env(**extra) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "HYDRA", "VIRTUAL_ENV"))}
+    env.update(extra)
+    return env
+
+
+def _run(cmd, cwd, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=300, **kw)
+
+
+@pytest.fixture(scope="module")
+def user_app(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("external")
+    # 1. a wheel built from a copy of the sources (keeps build/ and *.egg-info out of the checkout)
+    source = tmp / "source"
+    shutil.copytree(ROOT / "src", source / "src",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    dist = tmp / "dist"
+    built = _run([sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(dist),
+                  str(source)], cwd=tmp, env=_clean_env())
+    assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
+    (wheel,) = dist.glob("lossplug-*.whl")
+
+    # 2. a fresh venv holding only the wheel; dependencies come from the project's site-packages
+    venv = tmp / "venv"
+    _run([sys.executable, "-m", "venv", "--without-pip", str(venv)], cwd=tmp, check=True)
+    python = venv / "bin" / "python"
+    installed = _run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps",
+                      "--no-index", "--quiet", str(wheel)], cwd=tmp, env=_clean_env())
+    assert installed.returncode == 0, installed.stderr
+    site = _run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                cwd=tmp, check=True).stdout.strip()
+    deps = sysconfig.get_paths()["purelib"]
+    (Path(site) / "zz_project_dependencies.pth").write_text(deps + "\n")
+
+    # 3. the user's app with its own config dir, in a directory outside the repository
+    app_dir = tmp / "user_app"
+    (app_dir / "conf").mkdir(parents=True)
+    (app_dir / "app.py").write_text(APP)
+    (app_dir / "conf" / "config.yaml").write_text(CONFIG)
+    assert not app_dir.is_relative_to(ROOT)
+
+    def run(*overrides, **env):
+        proc = _run([str(python), "app.py", *overrides], cwd=app_dir, env=_clean_env(**env))
+        result = None
+        for line in proc.stdout.splitlines():
+            if line.startswith("RESULT "):
+                result = json.loads(line[len("RESULT "):])
+        return proc, result
+
+    return run, Path(site), wheel
+
+
+def test_wheel_holds_plugin_and_yaml_files(user_app):
+    import zipfile
+
+    _, _, wheel = user_app
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert "hydra_plugins/lossplug_searchpath/lossplug_searchpath.py" in names
+    assert "hydra_plugins/__init__.py" not in names  # a namespace package, shared with other plugins
+    import lossplug
+
+    for name in lossplug.available():
+        assert f"lossplug/conf/loss/{name}.yaml" in names
+
+
+def test_defaults_list_selects_dice_from_the_wheel(user_app):
+    run, site, _ = user_app
+    proc, out = run()
+    assert proc.returncode == 0, proc.stderr
+    assert Path(out["lossplug_file"]).is_relative_to(site)  # the wheel, not the repository's src/
+    assert Path(out["plugin_file"]).is_relative_to(site)
+    assert not Path(out["lossplug_file"]).is_relative_to(ROOT)
+    assert out["class"] == "lossplug.torch.DiceLoss"
+    assert out["params"]["smooth"] == 1e-5 and out["params"]["aggregation"] == "sample"
+
+
+def test_overrides_change_the_loss_and_its_parameters(user_app):
+    run, _, _ = user_app
+    proc, out = run("loss=kl_div", "loss.from_logits=true")
+    assert proc.returncode == 0, proc.stderr
+    assert out["class"] == "lossplug.torch.KLDivLoss"
+    assert out["params"]["from_logits"] is True and out["params"]["log_input"] is False
+
+    proc, out = run("loss.smooth=0.5", "loss.aggregation=batch")
+    assert proc.returncode == 0, proc.stderr
+    assert out["params"]["smooth"] == 0.5 and out["params"]["aggregation"] == "batch"
+
+
+def test_keras_framework_from_the_command_line(user_app):
+    run, _, _ = user_app
+    proc, out = run("loss=huber", "loss.delta=0.25", "framework=keras", KERAS_BACKEND="numpy")
+    assert proc.returncode == 0, proc.stderr
+    assert out["class"] == "lossplug.keras.HuberLoss"
+    assert out["params"] == {"delta": 0.25, "reduction": "mean"}
+
+
+def test_unknown_loss_lists_the_valid_names(user_app):
+    run, _, _ = user_app
+    proc, out = run("loss=hubr")
+    assert proc.returncode != 0 and out is None
+    assert "Could not find 'loss/hubr'" in proc.stderr
+    import lossplug
+
+    for name in lossplug.available():
+        assert f"\t{name}\n" in proc.stderr
+
+
+def test_misspelt_parameter_names_the_loss_and_its_parameters(user_app):
+    run, _, _ = user_app
+    proc, out = run("loss=huber", "loss.delt=0.5")
+    assert proc.returncode != 0 and out is None
+    assert (
+        "HuberLoss ('huber') got unknown parameter(s) delt; its parameters are: delta, reduction"
+        in proc.stderr
+    )
