@@ -187,6 +187,9 @@ CASES: list[Case] = [
     Case("kl_div", {}, _distributions((2, 3, 2, 2)), "spatial"),
 ]
 
+CASE_BY_ID: dict[str, Case] = {c.id: c for c in CASES}
+assert len(CASE_BY_ID) == len(CASES), "case ids must be unique"
+
 #: one plain case per loss, for the slower checks (compile, gradgradcheck)
 FIRST_PER_LOSS: list[Case] = list({c.name: c for c in reversed(CASES)}.values())[::-1]
 
