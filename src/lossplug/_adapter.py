@@ -66,6 +66,9 @@ class LossAdapter:
             return
         cls.spec = spec(loss)
         cls.__init__ = _make_init(cls._base_init, cls.spec, cls._extra_init)
+        # the class's own __init__ for help(), pickling and doc tools (not _make_init.<locals>)
+        cls.__init__.__qualname__ = f"{cls.__qualname__}.__init__"
+        cls.__init__.__module__ = cls.__module__
         cls.__doc__ = textwrap.dedent(cls.__doc__ or "") + params_doc(cls.spec, cls._call)
 
     def _store_params(self, params) -> dict:
