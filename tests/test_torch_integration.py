@@ -287,3 +287,14 @@ def test_dice_all_ignored_label_map():
     loss = lt.DiceLoss(from_logits=True, ignore_index=255)
     out = assert_finite_loss_and_grad(loss, torch.randn(2, 3, 2, 2), torch.full((2, 2, 2), 255))
     assert float(out) == 0.0
+
+
+@pytest.mark.parametrize("neg_weight", [1e-40, 5e-324])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_weighted_bce_logits_with_a_tiny_negative_weight(neg_weight, reduction, torch_dtype):
+    # pos_weight / neg_weight overflows torch's fused pos_weight argument; the loss must not be nan:
+    # logit 2 for y = 1 costs 2 * softplus(-2) = 0.2538560; the negatives cost ~neg_weight
+    loss = lt.WeightedBCELoss(from_logits=True, pos_weight=2.0, neg_weight=neg_weight, reduction=reduction)
+    x = torch.tensor([0.0, 2.0, -3.0], dtype=torch_dtype)
+    out = assert_finite_loss_and_grad(loss, x, torch.tensor([0.0, 1.0, 0.0], dtype=torch_dtype))
+    assert math.isclose(float(out.sum()), 0.2538560 / (3 if reduction == "mean" else 1), rel_tol=1e-6)
