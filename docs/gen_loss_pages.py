@@ -81,7 +81,10 @@ mask may also be `(N, H, W)` with no class axis.
 }
 TARGETS = {
     "categorical_ce": "same shape: one-hot or soft targets",
-    "sparse_categorical_ce": "integer labels: `y_pred`'s shape without the class axis",
+    "sparse_categorical_ce": (
+        "integer labels: `y_pred`'s shape without the class axis (a trailing axis of size 1 is "
+        "squeezed when the class axis is the last one)"
+    ),
     "kl_div": "same shape: the target distribution p",
 }
 

@@ -59,6 +59,15 @@ def _yaml_text(name: str) -> str | None:
         return None
 
 
+def _hydra(value) -> str:
+    """A value as written in a Hydra command-line override."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
+
+
 def _plain_formula(name: str) -> str:
     """The one-line plain-text formula from the NumPy function's docstring."""
     import lossplug.numpy as reference
@@ -132,7 +141,7 @@ def cmd_show(args) -> int:
     print(f"Hydra: put `defaults: [loss: {s.name}]` in your config, then")
     print("       hydra.utils.instantiate(cfg.loss, framework='torch')   # or 'keras'")
     example = next((p for p in s.params if p.name != "reduction"), s.params[0])
-    print(f"       override on the command line: loss={s.name} loss.{example.name}={example.default!r}")
+    print(f"       override on the command line: loss={s.name} loss.{example.name}={_hydra(example.default)}")
     if yaml is not None:
         print(f"\nthe shipped config (lossplug/conf/loss/{s.name}.yaml):\n")
         print(textwrap.indent(yaml.rstrip(), "    "))
