@@ -22,7 +22,7 @@ pytestmark = pytest.mark.keras
 def test_keras_snippet_numbers(page, title):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        problems = run_section(find_section(page, title), keras=True)
+        problems = run_section(find_section(page, title), keras=True, backend=keras.backend.backend())
     assert not problems, f"KERAS_BACKEND={keras.backend.backend()}:\n" + "\n".join(problems)
 
 
