@@ -1,0 +1,88 @@
+"""The Keras path: ``model.compile(loss=<lossplug.keras loss>)`` and ``fit`` with Keras callbacks.
+
+Works on every Keras backend (``KERAS_BACKEND=tensorflow|jax|torch``). Per-epoch validation
+metrics are the NumPy computations of :func:`recipes.tasks.metrics` on the held-out split, added to
+the epoch logs by :class:`HeldOutMetrics` before Keras's ``CSVLogger`` writes them, so both
+frameworks report the same definitions.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+import numpy as np
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from recipes.data import Split
+from recipes.tasks import metrics
+
+PRECISION_POLICIES = {"32-true": "float32", "32": "float32", "bf16-mixed": "mixed_bfloat16",
+                      "16-mixed": "mixed_float16"}
+
+
+class HeldOutMetrics(keras.callbacks.Callback):
+    """Adds ``val_<metric>`` for the task's metrics to each epoch's logs (list it before CSVLogger)."""
+
+    def __init__(self, kind: str, split: Split, batch_size: int):
+        super().__init__()
+        self.kind, self.split, self.batch_size = kind, split, batch_size
+
+    def on_epoch_end(self, epoch, logs=None):
+        outputs = self.model.predict(self.split.x_test, batch_size=self.batch_size, verbose=0)
+        for name, value in metrics(self.kind, self.split, outputs).items():
+            if logs is not None:
+                logs[f"val_{name}"] = value
+
+
+def device() -> str:
+    """The device Keras computes on, as its backend names it."""
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        return str(jax.devices()[0])
+    if backend == "torch":
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return "gpu" if tf.config.list_physical_devices("GPU") else "cpu"
+    return "unknown"
+
+
+def fit(cfg: DictConfig, split: Split, y_train: np.ndarray, y_test: np.ndarray, out_dir: Path) -> dict:
+    """Train with ``model.fit``; returns the test outputs and run facts."""
+    precision = str(cfg.trainer.precision)
+    if precision not in PRECISION_POLICIES:
+        raise ValueError(f"trainer.precision={precision!r} has no Keras policy; use one of "
+                         f"{', '.join(PRECISION_POLICIES)}")
+    keras.mixed_precision.set_global_policy(PRECISION_POLICIES[precision])
+    keras.utils.set_random_seed(int(cfg.seed))
+    if keras.backend.backend() == "torch":
+        import torch
+
+        torch.set_num_threads(int(cfg.threads))
+    model = instantiate(cfg.model, framework="keras", in_shape=split.in_shape, n_outputs=split.n_outputs)
+    loss = instantiate(cfg.loss, framework="keras")
+    model.compile(optimizer=keras.optimizers.AdamW(learning_rate=float(cfg.optimizer.lr),
+                                                   weight_decay=float(cfg.optimizer.weight_decay)),
+                  loss=loss)
+    (out_dir / "keras").mkdir(exist_ok=True)
+    (out_dir / "checkpoints").mkdir(exist_ok=True)
+    callbacks = [HeldOutMetrics(cfg.task.kind, split, int(cfg.eval_batch_size))]
+    callbacks += [instantiate(c.keras) for c in cfg.logger.values() if c.get("keras")]
+    callbacks += [instantiate(c) for c in (cfg.callbacks.get("keras") or {}).values() if c]
+    history = model.fit(split.x_train, y_train, batch_size=int(cfg.batch_size),
+                        epochs=int(cfg.trainer.max_epochs), validation_data=(split.x_test, y_test),
+                        shuffle=True, callbacks=callbacks,
+                        verbose=1 if cfg.trainer.enable_progress_bar else 2)
+    outputs = model.predict(split.x_test, batch_size=int(cfg.eval_batch_size), verbose=0)
+    csv = next((c for c in callbacks if isinstance(c, keras.callbacks.CSVLogger)), None)
+    return {"outputs": np.asarray(outputs, dtype=np.float32), "is_global_zero": True, "device": device(),
+            "backend": f"keras {keras.__version__} / {keras.backend.backend()}", "precision": precision,
+            "epochs": history.epoch[-1] + 1 if history.epoch else 0,
+            "csv": None if csv is None else csv.filename}

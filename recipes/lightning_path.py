@@ -1,0 +1,152 @@
+"""The Lightning path: one small LightningModule for every task, torchmetrics for the curves.
+
+The loss is an ``nn.Module`` attribute of the module (so ``.to(device)`` moves its buffers);
+``save_hyperparameters`` records the loss *config*, not the module, so ``hparams.yaml`` and the
+checkpoints say which loss and parameters trained the model.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+import torchmetrics
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from torch.utils.data import DataLoader, Sampler, TensorDataset
+
+from recipes.data import Split
+from recipes.tasks import from_torch_layout, to_torch_layout
+
+
+class EpochSeededSampler(Sampler[int]):
+    """Shuffles with ``seed + epoch``: a run resumed from a checkpoint sees the same batches.
+
+    Lightning calls ``set_epoch`` before every epoch (also after resuming), so the order does
+    not depend on how much global random state was consumed before.
+    """
+
+    def __init__(self, n: int, seed: int):
+        self.n, self.seed, self.epoch = n, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        return iter(np.random.default_rng([self.seed, self.epoch]).permutation(self.n).tolist())
+
+    def __len__(self) -> int:
+        return self.n
+
+
+def val_metrics(kind: str, n_outputs: int) -> dict[str, torchmetrics.Metric]:
+    """The torchmetrics logged as ``val_<name>`` each epoch (the names of :func:`recipes.tasks.metrics`).
+
+    Segmentation Dice is the F1 score over pixels (the same number as Dice over the whole set);
+    the multiclass one is the mean over the foreground classes.
+    """
+    tm = torchmetrics
+    if kind == "regression":
+        return {"r2": tm.R2Score(), "mse": tm.MeanSquaredError(), "mae": tm.MeanAbsoluteError()}
+    if kind == "binary":
+        c = tm.classification
+        return {"accuracy": c.BinaryAccuracy(), "recall": c.BinaryRecall(),
+                "precision": c.BinaryPrecision(), "f1": c.BinaryF1Score()}
+    if kind == "multiclass":
+        return {"accuracy": tm.classification.MulticlassAccuracy(n_outputs, average="micro")}
+    if kind == "distillation":
+        return {"accuracy": tm.classification.MulticlassAccuracy(n_outputs, average="micro"),
+                "teacher_agreement": tm.classification.MulticlassAccuracy(n_outputs, average="micro")}
+    if kind == "segmentation" and n_outputs == 1:
+        return {"dice": tm.classification.BinaryF1Score()}
+    if kind == "segmentation":
+        return {"dice": tm.classification.MulticlassF1Score(n_outputs, average=None)}
+    raise ValueError(f"unknown task kind {kind!r}")
+
+
+class LossplugModule(L.LightningModule):
+    """``net`` trained with ``loss``; validation logs ``val_loss`` and the task's torchmetrics."""
+
+    def __init__(self, net: torch.nn.Module, loss: torch.nn.Module, *, loss_config: dict, kind: str,
+                 n_outputs: int, lr: float, weight_decay: float = 0.0):
+        super().__init__()
+        self.save_hyperparameters(ignore=["net", "loss"])
+        self.net, self.loss = net, loss
+        self.metrics = torch.nn.ModuleDict(val_metrics(kind, n_outputs))
+
+    def forward(self, x):
+        return self.net(x)
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        loss = self.loss(self(x), y)
+        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(x))
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        # y: the loss target; labels: the data's own targets (class labels, values, masks).
+        x, y, labels = batch
+        out = self(x)
+        self.log("val_loss", self.loss(out, y), on_epoch=True, prog_bar=True, batch_size=len(x),
+                 sync_dist=True)
+        preds, target = self._metric_inputs(out, labels)
+        for name, metric in self.metrics.items():
+            metric.update(preds, y.argmax(1) if name == "teacher_agreement" else target)
+
+    def on_validation_epoch_end(self):
+        for name, metric in self.metrics.items():
+            value = metric.compute()
+            if value.ndim:  # per-class Dice: the mean over the foreground classes
+                value = value[1:].mean()
+            self.log(f"val_{name}", value, prog_bar=name == next(iter(self.metrics)))
+            metric.reset()
+
+    def _metric_inputs(self, out, y):
+        kind = self.hparams.kind
+        if kind == "regression":
+            return out.reshape(-1), y.reshape(-1)
+        if kind == "binary" or (kind == "segmentation" and self.hparams.n_outputs == 1):
+            return torch.sigmoid(out).reshape(-1), (y > 0.5).long().reshape(-1)
+        if kind == "segmentation":
+            return out.argmax(1).reshape(-1), y.reshape(-1)
+        return out.argmax(1), y
+
+    def configure_optimizers(self):
+        return torch.optim.AdamW(self.parameters(), lr=self.hparams.lr,
+                                 weight_decay=self.hparams.weight_decay)
+
+
+def _tensor(array: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(to_torch_layout(array)))
+
+
+def fit(cfg: DictConfig, split: Split, y_train: np.ndarray, y_test: np.ndarray, out_dir: Path) -> dict:
+    """Train with Lightning; returns the test outputs (channels-last) and run facts."""
+    torch.set_num_threads(int(cfg.threads))
+    L.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    net = instantiate(cfg.model, framework="torch", in_shape=split.in_shape, n_outputs=split.n_outputs)
+    loss = instantiate(cfg.loss, framework="torch")
+    module = LossplugModule(net, loss, loss_config=OmegaConf.to_container(cfg.loss, resolve=True),
+                            kind=cfg.task.kind, n_outputs=split.n_outputs, lr=float(cfg.optimizer.lr),
+                            weight_decay=float(cfg.optimizer.weight_decay))
+    x_train, x_test = _tensor(split.x_train), _tensor(split.x_test)
+    train = DataLoader(TensorDataset(x_train, _tensor(y_train)), batch_size=int(cfg.batch_size),
+                       sampler=EpochSeededSampler(len(x_train), int(cfg.seed)))
+    val = DataLoader(TensorDataset(x_test, _tensor(y_test), _tensor(split.y_test)),
+                     batch_size=int(cfg.eval_batch_size))
+    loggers = [instantiate(c.lightning) for c in cfg.logger.values() if c.get("lightning")]
+    callbacks = [instantiate(c) for c in (cfg.callbacks.get("lightning") or {}).values() if c]
+    trainer = instantiate(cfg.trainer, logger=loggers, callbacks=callbacks, _convert_="partial")
+    trainer.fit(module, train, val, ckpt_path="last" if cfg.resume else None)
+
+    module.eval()
+    with torch.no_grad():
+        outputs = torch.cat([module(x.to(module.device)).float().cpu()
+                             for x in x_test.split(int(cfg.eval_batch_size))])
+    csv_logger = next((lg for lg in loggers if isinstance(lg, L.pytorch.loggers.CSVLogger)), None)
+    return {"outputs": from_torch_layout(outputs.numpy()), "is_global_zero": trainer.is_global_zero,
+            "device": str(trainer.strategy.root_device), "backend": f"torch {torch.__version__}",
+            "precision": str(trainer.precision), "epochs": trainer.current_epoch,
+            "csv": None if csv_logger is None else str(Path(csv_logger.log_dir) / "metrics.csv")}
