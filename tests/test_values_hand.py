@@ -263,3 +263,18 @@ def test_dice_label_map_per_class(fw):
     check(fw, 0.125, "dice", p, labels, smooth=0.0)
     # ignore label 1: only position 0 counts: I = 0.8, D = 0.64 + 0.04 + 1 = 1.68
     check(fw, 1 - 1.6 / 1.68, "dice", p, [[0, 9]], smooth=0.0, ignore_index=9)
+
+
+# --- logits of +-1e3: exact in log space ----------------------------------------------------------
+
+
+def test_logits_1e3_cost_their_margin(fw):
+    # softplus(1000) = 1000; log-softmax of [1e3, -1e3] is [0, -2000]
+    check(fw, [1000.0, 0.0], "bce", [1e3, 1e3], [0.0, 1.0], from_logits=True, reduction="none")
+    check(fw, [3000.0, 0.0], "weighted_bce", [-1e3, -1e3], [1.0, 0.0], from_logits=True, pos_weight=3.0,
+          reduction="none")
+    check(fw, [2000.0, 0.0], "sparse_categorical_ce", [[1e3, -1e3], [1e3, -1e3]], [1, 0], from_logits=True,
+          reduction="none")
+    check(fw, [2000.0, 0.0], "categorical_ce", [[1e3, -1e3], [1e3, -1e3]], [[0.0, 1.0], [1.0, 0.0]],
+          from_logits=True, reduction="none")
+    check(fw, 2000.0, "kl_div", [[1e3, -1e3]], [[0.0, 1.0]], from_logits=True)
