@@ -11,6 +11,8 @@ import pytest
 import torch
 from loss_cases import CASE_BY_ID, CASES, FIRST_PER_LOSS, to_torch, torch_loss
 
+import lossplug.torch as lt
+
 pytestmark = pytest.mark.slow
 
 
@@ -26,14 +28,17 @@ def fresh_dynamo():
 def value_and_grad(loss, arrays):
     y_pred, y_true = to_torch(arrays, torch.float32, requires_grad=True)
     out = loss(y_pred, y_true)
-    (grad,) = torch.autograd.grad(out, y_pred)
+    (grad,) = torch.autograd.grad(out.sum(), y_pred)
     return out.detach(), grad
 
 
-@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
-def test_fullgraph_trace_matches_eager(case):
+TRACE_CASES = [(c, "mean") for c in CASES] + [(c, r) for c in FIRST_PER_LOSS for r in ("sum", "none")]
+
+
+@pytest.mark.parametrize("case,reduction", TRACE_CASES, ids=[f"{c.id}-{r}" for c, r in TRACE_CASES])
+def test_fullgraph_trace_matches_eager(case, reduction):
     # aot_eager traces forward and backward through dynamo and AOTAutograd without codegen
-    loss = torch_loss(case)
+    loss = torch_loss(case, reduction=reduction)
     compiled = torch.compile(loss, fullgraph=True, backend="aot_eager")
     arrays = case.inputs(seed=3)
     out, grad = value_and_grad(compiled, arrays)
@@ -61,6 +66,26 @@ def test_dynamic_batch_size(case_id):
     y_pred, y_true = to_torch(case.inputs(seed=5), torch.float32)
     for n in (1, 2, y_pred.shape[0]):
         torch.testing.assert_close(compiled(y_pred[:n], y_true[:n]), loss(y_pred[:n], y_true[:n]))
+
+
+class FocalBCELoss(lt.BCELoss):
+    def __init__(self, *, gamma=2.0, **params):
+        super().__init__(**params)
+        self.gamma = gamma
+
+    def terms(self, y_pred, y_true):
+        bce, weight = super().terms(y_pred, y_true)
+        p_t = torch.sigmoid(torch.where(y_true > 0.5, y_pred, -y_pred))
+        return (1 - p_t) ** self.gamma * bce, weight
+
+
+def test_subclass_overriding_terms_compiles():
+    loss = FocalBCELoss(gamma=2.0, from_logits=True)
+    arrays = CASE_BY_ID["bce-logits"].inputs(seed=6)
+    out, grad = value_and_grad(torch.compile(loss, fullgraph=True, backend="aot_eager"), arrays)
+    eager_out, eager_grad = value_and_grad(loss, arrays)
+    torch.testing.assert_close(out, eager_out)
+    torch.testing.assert_close(grad, eager_grad)
 
 
 def test_shape_errors_still_raise_when_compiled_without_fullgraph():
