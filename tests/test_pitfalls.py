@@ -184,7 +184,10 @@ def _check_claim(claim: Claim, namespace: dict, where: str, applies: bool = True
 def stated(page: str, title: str, label: str) -> list[float]:
     """Every number a section states under ``label`` (any kind of block)."""
     claims = [c for kind in (False, True) for c in find_section(page, title).claims(kind)]
-    values = [float(c.value) for c in claims if c.label == label and c.value[0] not in "r(["]
+    values = [
+        float(v) for c in claims if c.label == label and c.value[0] not in "r("
+        for v in np.ravel(ast.literal_eval(c.value) if c.value[0] == "[" else float(c.value))
+    ]
     assert values, f"docs/{page}, section '{title}', states no '{label}' number"
     return values
 
@@ -317,6 +320,7 @@ HAND[(_R, _CW, "torch.nn (probability targets)")] = _weighted / 3
 HAND[(_R, _CW, "lossplug")] = _weighted / sum(_W)
 HAND[(_R, _CW, "keras (sample_weight)")] = _weighted / 3
 HAND[(_R, _CW, "lossplug (ignore_index)")] = (_nll(_X[0], 0) + 3 * _nll(_X[2], 2)) / 4
+HAND[(_R, _CW, "lossplug (none)")] = (_nll(_X[0], 0) + 3 * _nll(_X[2], 2)) / 3  # all 3 positions
 HAND[(_R, _CW, "keras (ignore)")] = (_nll(_X[0], 0) + _nll(_X[2], 2)) / 2
 
 
