@@ -300,6 +300,21 @@ class KerasBackend:
         sizes[axis] = sizes[axis] - start
         return self.ops.slice(x, starts, sizes)
 
+    def all_reduce_sum(self, x):
+        """Sum over the replicas of a ``tf.distribute`` strategy (differentiable), else ``x``.
+
+        Under MirroredStrategy each replica sees a slice of the global batch; JAX's
+        ``keras.distribution`` works on the global arrays, so there ``x`` already is the total.
+        """
+        if self.keras.backend.backend() != "tensorflow":
+            return x
+        import tensorflow as tf
+
+        context = tf.distribute.get_replica_context()  # None in a cross-replica context
+        if context is None or context.num_replicas_in_sync == 1:
+            return x
+        return context.all_reduce(tf.distribute.ReduceOp.SUM, x)
+
     def bce_with_logits(self, logits, y, pos_weight, neg_weight):
         if pos_weight == neg_weight == 1:
             return self.ops.binary_crossentropy(y, logits, from_logits=True)

@@ -167,10 +167,11 @@ def _keras_per_sample(spec, xp, loss, weight, reduction):
     if reduction == "sum":
         return xp.sum(loss, axis=inner) if inner else loss
     if reduction == "mean" and weight is not None:
-        # per-sample sums scaled by N / sum(weight): Keras's mean of them is the weighted mean
-        count = xp.cast_like(xp.ops.shape(loss)[0], loss)
+        # per-sample sums scaled by N / sum(weight): Keras's mean of them is the weighted mean.
+        # N and sum(weight) are totals over tf.distribute replicas, so the mean is the global one.
+        count = xp.all_reduce_sum(xp.cast_like(xp.ops.shape(loss)[0], loss))
         sums = xp.sum(loss, axis=inner) if inner else loss
-        return sums * _safe_ratio(xp, count, xp.sum(weight))
+        return sums * _safe_ratio(xp, count, xp.all_reduce_sum(xp.sum(weight)))
     return xp.mean(loss, axis=inner) if inner else loss
 
 
@@ -180,6 +181,8 @@ def _keras_per_sample(spec, xp, loss, weight, reduction):
 def formula_params(spec: LossSpec, xp, y_pred, params: dict, framework: str) -> dict:
     """The formula's keyword arguments: the parameters less ``reduction``, the axis resolved."""
     out = {k: v for k, v in params.items() if k != "reduction"}
+    if framework == "keras" and "sync_dist" in out:
+        out["sync_dist"] = True  # Keras's batch is the global one: Dice sums span tf.distribute replicas
     if spec.has_class_axis:
         ndim = len(xp.shape(y_pred))
         out["axis"] = resolve_axis(params["axis"], ndim, framework) if ndim else 0

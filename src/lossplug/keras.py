@@ -43,7 +43,7 @@ class LossClass(LossAdapter, keras.losses.Loss):
         if validated.get("sync_dist"):
             raise LossParameterError(
                 f"{self.spec.class_name}: sync_dist is for torch.distributed; under tf.distribute "
-                "Keras already reduces the loss across replicas"
+                "the Keras losses already sum Dice's batch sums and class-weight totals across replicas"
             )
         keras.losses.Loss.__init__(self, name=name, reduction=validated["reduction"], dtype=dtype)
         self._store_params(params)
