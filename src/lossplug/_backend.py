@@ -83,6 +83,13 @@ class NumpyBackend:
         out = np.eye(num_classes, dtype=like.dtype)[labels]
         return np.moveaxis(out, -1, axis)
 
+    def sum_by_label(self, values, labels, num_classes):
+        """``out[n, c]`` = sum of ``values[n, ...]`` where ``labels[n, ...] == c``."""
+        n = values.shape[0]
+        out = np.zeros((n, num_classes), dtype=values.dtype)
+        np.add.at(out, (np.arange(n)[:, None], labels.reshape(n, -1)), values.reshape(n, -1))
+        return out
+
     def slice_axis(self, x, start, axis):
         index = [slice(None)] * x.ndim
         index[axis] = slice(start, None)
@@ -198,6 +205,12 @@ class TorchBackend:
     def one_hot(self, labels, num_classes, axis, like):
         out = self.F.one_hot(labels, num_classes).to(like.dtype)
         return out.movedim(-1, axis)
+
+    def sum_by_label(self, values, labels, num_classes):
+        """``out[n, c]`` = sum of ``values[n, ...]`` where ``labels[n, ...] == c`` (no one-hot)."""
+        n = values.shape[0]
+        out = values.new_zeros((n, num_classes))
+        return out.scatter_add(1, labels.reshape(n, -1), values.reshape(n, -1))
 
     def slice_axis(self, x, start, axis):
         return x.narrow(axis, start, x.shape[axis] - start)

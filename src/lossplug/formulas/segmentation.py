@@ -22,7 +22,8 @@ def dice(
 
     Returns one loss per sample (``aggregation="sample"``) or one for the batch (``"batch"``).
     ``y_true`` is either shaped like ``y_pred`` (binary, multilabel or one-hot masks) or an integer
-    label map without the class axis; the latter is one-hot encoded along ``axis``. Positions
+    label map without the class axis, compared class by class along ``axis`` (as its one-hot
+    encoding would be, but without building it where the backend has ``sum_by_label``). Positions
     labelled ``ignore_index`` are removed from numerator and denominator.
     """
     ndim = len(xp.shape(y_pred))
@@ -33,6 +34,36 @@ def dice(
         softmax = activation == "softmax" or (activation == "auto" and label_map and num_classes > 1)
         p = xp.softmax(y_pred, axis) if softmax else xp.sigmoid(y_pred)
 
+    if label_map and num_classes > 1 and axis != 0 and (not per_class or hasattr(xp, "sum_by_label")):
+        intersection, denominator = _label_map_sums(
+            xp, p, y_true, num_classes=num_classes, axis=axis, squared=squared, per_class=per_class,
+            include_background=include_background, ignore_index=ignore_index,
+        )
+    else:
+        intersection, denominator = _mask_sums(
+            xp, p, y_true, label_map=label_map, num_classes=num_classes, axis=axis, squared=squared,
+            per_class=per_class, include_background=include_background, ignore_index=ignore_index,
+        )
+    if aggregation == "batch":
+        intersection, denominator = xp.sum(intersection, axis=0), xp.sum(denominator, axis=0)
+        if sync_dist:
+            intersection, denominator = xp.all_reduce_sum(intersection), xp.all_reduce_sum(denominator)
+    loss = 1.0 - score(xp, intersection, denominator, smooth)
+
+    if per_class:  # loss is (N, C) or (C,): average over the class axis, now the last one
+        if class_weights is None:
+            return xp.mean(loss, axis=-1), None
+        weights = class_weights if include_background else class_weights[1:]
+        w = xp.constant(weights, loss)
+        return xp.sum(w * loss, axis=-1) / xp.sum(w), None
+    return loss, None
+
+
+def _mask_sums(
+    xp, p, y_true, *, label_map, num_classes, axis, squared, per_class, include_background, ignore_index
+):
+    """Intersection and denominator from a mask ``y`` shaped like ``p`` (label maps one-hot encoded)."""
+    ndim = len(xp.shape(p))
     keep = None
     if label_map:
         labels = xp.cast_int(y_true)
@@ -59,19 +90,48 @@ def dice(
         denominator = _sum(xp, xp.square(p), axes) + _sum(xp, xp.square(y), axes)
     else:
         denominator = _sum(xp, p, axes) + _sum(xp, y, axes)
-    if aggregation == "batch":
-        intersection, denominator = xp.sum(intersection, axis=0), xp.sum(denominator, axis=0)
-        if sync_dist:
-            intersection, denominator = xp.all_reduce_sum(intersection), xp.all_reduce_sum(denominator)
-    loss = 1.0 - score(xp, intersection, denominator, smooth)
+    return intersection, denominator
 
-    if per_class:  # loss is (N, C) or (C,): average over the class axis, now the last one
-        if class_weights is None:
-            return xp.mean(loss, axis=-1), None
-        weights = class_weights if include_background else class_weights[1:]
-        w = xp.constant(weights, loss)
-        return xp.sum(w * loss, axis=-1) / xp.sum(w), None
-    return loss, None
+
+def _label_map_sums(
+    xp, p, y_true, *, num_classes, axis, squared, per_class, include_background, ignore_index
+):
+    r"""The same sums for an integer label map, without building the one-hot ``y``.
+
+    For a one-hot ``y``: :math:`\sum_c p_c y_c = p_{\text{label}}` (a gather) and
+    :math:`\sum_c y_c^2 = \sum_c y_c = 1` per counted position; per class, both are sums
+    grouped by label (``xp.sum_by_label``).
+    """
+    ndim = len(xp.shape(p))
+    labels = xp.cast_int(y_true)
+    counted = None  # 1 where a position counts: not ignore_index, not background when it is dropped
+    if ignore_index is not None:
+        keep = labels != ignore_index
+        labels = xp.where(keep, labels, 0 * labels)
+        counted = xp.cast_like(keep, p)
+        p = p * xp.expand_dims(counted, axis)
+    if not include_background:
+        foreground = xp.cast_like(labels != 0, p)
+        counted = foreground if counted is None else counted * foreground
+    at_label = xp.squeeze(xp.take_along_axis(p, xp.expand_dims(labels, axis), axis), axis)
+    if counted is None:
+        counted = 1.0 + 0.0 * at_label
+    else:
+        at_label = at_label * counted
+    p_terms = xp.square(p) if squared else p
+    if not include_background:
+        p_terms = xp.slice_axis(p_terms, 1, axis)
+    if per_class:
+        intersection = xp.sum_by_label(at_label, labels, num_classes)
+        y_terms = xp.sum_by_label(counted, labels, num_classes)
+        if not include_background:
+            intersection, y_terms = xp.slice_axis(intersection, 1, 1), xp.slice_axis(y_terms, 1, 1)
+        p_axes = tuple(a for a in range(1, ndim) if a != axis)
+    else:
+        label_axes = tuple(range(1, ndim - 1))
+        intersection, y_terms = _sum(xp, at_label, label_axes), _sum(xp, counted, label_axes)
+        p_axes = tuple(range(1, ndim))
+    return intersection, _sum(xp, p_terms, p_axes) + y_terms
 
 
 def _sum(xp, x, axes):

@@ -1,0 +1,109 @@
+"""Interleaved timing and peak-memory measurement, shared by the torch and Keras benchmarks.
+
+The machine may be shared, so candidates are never timed one after the other: every round calls
+each candidate once (in a rotating order) and the report gives the best and the median round.
+"""
+
+from __future__ import annotations
+
+import gc
+import re
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass
+class Timing:
+    """Seconds per call of one candidate: the best and the median of its rounds."""
+
+    best: float
+    median: float
+    rounds: int
+
+
+def interleaved(
+    candidates: dict[str, Callable[[], object]],
+    *,
+    rounds: int,
+    min_rounds: int = 3,
+    budget_s: float | None = None,
+    warmup: int = 1,
+    sync: Callable[[], None] | None = None,
+) -> dict[str, Timing]:
+    """Time every candidate, interleaved: round r calls each once, starting at a rotating offset.
+
+    Stops after ``rounds`` rounds, or earlier once ``budget_s`` seconds are spent and at least
+    ``min_rounds`` rounds are done. ``sync`` (e.g. ``torch.cuda.synchronize``) runs before each
+    clock read.
+    """
+    names = list(candidates)
+    sync = sync or (lambda: None)
+    for name in names:
+        for _ in range(warmup):
+            candidates[name]()
+    sync()
+    samples: dict[str, list[float]] = {name: [] for name in names}
+    start = time.perf_counter()
+    for r in range(rounds):
+        order = names[r % len(names):] + names[: r % len(names)]
+        for name in order:
+            sync()
+            t0 = time.perf_counter()
+            candidates[name]()
+            sync()
+            samples[name].append(time.perf_counter() - t0)
+        if budget_s is not None and r + 1 >= min_rounds and time.perf_counter() - start > budget_s:
+            break
+    return {
+        name: Timing(min(s), statistics.median(s), len(s)) for name, s in samples.items()
+    }
+
+
+# --- peak memory ----------------------------------------------------------------------------------
+
+
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status") as f:
+        return int(re.search(rf"^{field}:\s+(\d+)", f.read(), re.M).group(1))
+
+
+def cpu_peak_supported() -> bool:
+    """Linux lets a process reset its peak resident size (VmHWM) through /proc/self/clear_refs."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        _status_kib("VmHWM")
+        return True
+    except (OSError, AttributeError):
+        return False
+
+
+def peak_bytes(fn: Callable[[], object], device: str, repeats: int = 3) -> int | None:
+    """Extra memory at the peak of ``fn()`` over what was allocated before it (the least of a few runs).
+
+    CUDA: ``torch.cuda.max_memory_allocated``. CPU: the resident-set high-water mark, reset before
+    each run (Linux only; ``None`` elsewhere); large tensors are mapped and unmapped by the
+    allocator, so this follows the live tensors to within a few pages.
+    """
+    import torch
+
+    best = None
+    for _ in range(repeats):
+        gc.collect()
+        if device == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            base = torch.cuda.memory_allocated()
+            fn()
+            torch.cuda.synchronize()
+            extra = torch.cuda.max_memory_allocated() - base
+        else:
+            if not cpu_peak_supported():
+                return None
+            base = _status_kib("VmRSS")
+            fn()
+            extra = (_status_kib("VmHWM") - base) * 1024
+        best = extra if best is None else min(best, extra)
+    return best

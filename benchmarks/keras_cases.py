@@ -1,0 +1,132 @@
+"""The Keras benchmarks: lossplug's Keras losses against the Keras built-ins, both under XLA.
+
+Keras fixes its backend per process, so ``python -m benchmarks`` runs this module once per backend
+in a subprocess (``KERAS_BACKEND=tensorflow`` or ``jax``) and merges the JSON rows it prints::
+
+    KERAS_BACKEND=jax python -m benchmarks.keras_cases [--quick]
+
+Forward + backward (the gradient with respect to ``y_pred``) is one compiled function:
+``tf.function(jit_compile=True)`` around a ``GradientTape`` on TensorFlow, ``jax.jit`` of
+``jax.value_and_grad`` on JAX. Under XLA lossplug's value checks are skipped (no concrete values).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+
+import numpy as np
+
+
+def _inputs(kind, n, rng):
+    if kind == "regression":
+        return rng.standard_normal((n // 100, 100)), rng.standard_normal((n // 100, 100))
+    if kind == "probabilities":
+        return rng.random((n // 100, 100)), rng.random((n // 100, 100))
+    if kind == "logits":
+        return 2 * rng.standard_normal((n // 100, 100)), rng.random((n // 100, 100))
+    classes = 10
+    x = 2 * rng.standard_normal((n // classes, classes))
+    if kind == "labels":
+        return x, rng.integers(0, classes, n // classes)
+    soft = np.exp(rng.standard_normal((n // classes, classes)))
+    if kind == "soft_probs":
+        x = np.exp(x) / np.exp(x).sum(-1, keepdims=True)
+    return x, soft / soft.sum(-1, keepdims=True)
+
+
+def _segmentation(n, rng, classes=4):
+    side = int(math.sqrt(n // (8 * classes)))
+    p = rng.random((8, side, side, classes))
+    p = p / p.sum(-1, keepdims=True)
+    y = np.eye(classes)[rng.integers(0, classes, (8, side, side))]
+    return p, y
+
+
+def cases(keras):
+    import lossplug.keras as lk
+
+    L = keras.losses
+    return [
+        ("mse", "regression", lk.MSELoss(), L.MeanSquaredError()),
+        ("mae", "regression", lk.MAELoss(), L.MeanAbsoluteError()),
+        ("huber", "regression", lk.HuberLoss(), L.Huber()),
+        ("bce (probabilities)", "probabilities", lk.BCELoss(), L.BinaryCrossentropy()),
+        ("bce (logits)", "logits", lk.BCELoss(from_logits=True), L.BinaryCrossentropy(from_logits=True)),
+        ("categorical_ce (logits)", "soft", lk.CategoricalCELoss(from_logits=True),
+         L.CategoricalCrossentropy(from_logits=True)),
+        ("sparse_categorical_ce (logits)", "labels", lk.SparseCategoricalCELoss(from_logits=True),
+         L.SparseCategoricalCrossentropy(from_logits=True)),
+        ("kl_div (probabilities)", "soft_probs", lk.KLDivLoss(), L.KLDivergence()),
+        ("dice (batch, plain denominator)", "segmentation",
+         lk.DiceLoss(squared=False, aggregation="batch", smooth=1e-7), L.Dice()),
+    ]
+
+
+def _compiled(backend, loss, y_true, y_pred):
+    """A no-argument callable running forward + backward under XLA; returns the loss as a float."""
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        yt, yp = tf.constant(y_true), tf.constant(y_pred)
+
+        @tf.function(jit_compile=True)
+        def step(yt, yp):
+            with tf.GradientTape() as tape:
+                tape.watch(yp)
+                value = loss(yt, yp)
+            return value, tape.gradient(value, yp)
+
+        return lambda: float(step(yt, yp)[0].numpy())
+    import jax
+    import jax.numpy as jnp
+
+    yt, yp = jnp.asarray(y_true), jnp.asarray(y_pred)
+    step = jax.jit(jax.value_and_grad(lambda yp, yt: loss(yt, yp)))
+    return lambda: float(jax.block_until_ready(step(yp, yt))[0])
+
+
+def rows(quick: bool) -> list[dict]:
+    import keras
+
+    from benchmarks._timing import interleaved
+
+    backend = keras.backend.backend()
+    sizes = [10_000] if quick else [100_000, 4_000_000]
+    rounds, budget = (3, 0.5) if quick else (20, 3.0)
+    rng = np.random.default_rng(0)
+    out = []
+    for n in sizes:
+        for name, kind, ours, builtin in cases(keras):
+            x, y = _segmentation(n, rng) if kind == "segmentation" else _inputs(kind, n, rng)
+            x = x.astype("float32")
+            y = y.astype("int32" if kind == "labels" else "float32")
+            cands = {"lossplug": _compiled(backend, ours, y, x), "keras": _compiled(backend, builtin, y, x)}
+            values = {k: f() for k, f in cands.items()}  # also compiles
+            timings = interleaved(cands, rounds=rounds, budget_s=budget)
+            for impl, t in timings.items():
+                out.append({
+                    "section": f"keras-{backend}", "loss": name, "shape": "x".join(map(str, x.shape)),
+                    "numel": int(x.size), "impl": impl, "best_ms": 1e3 * t.best,
+                    "median_ms": 1e3 * t.median, "rounds": t.rounds,
+                    "ratio": t.best / timings["keras"].best,
+                    "median_ratio": t.median / timings["keras"].median, "baseline": "keras",
+                    "value": values[impl],
+                    "same_value": math.isclose(values[impl], values["keras"], rel_tol=1e-3, abs_tol=1e-5),
+                    "target_size": n == 4_000_000 or (quick and n == sizes[-1]),
+                })
+    return out
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args(argv)
+    result = rows(args.quick)
+    sys.stdout.write("\n" + json.dumps(result) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,256 @@
+"""The Markdown table, the targets check and the PNG chart written by ``python -m benchmarks``."""
+
+from __future__ import annotations
+
+import datetime
+import importlib.metadata
+import os
+import platform
+
+
+def machine(device: str) -> dict:
+    """What the numbers were measured on: CPU, threads, device, library versions, load."""
+    import torch
+
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    versions = {}
+    for pkg in ("torch", "monai", "keras", "tensorflow-cpu", "tensorflow", "jax", "numpy"):
+        try:
+            versions[pkg] = importlib.metadata.version(pkg)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    info = {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "platform": platform.platform(), "python": platform.python_version(), "cpu": cpu,
+        "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "device": device,
+        "versions": versions,
+    }
+    if hasattr(os, "getloadavg"):
+        info["load_average"] = round(os.getloadavg()[0], 2)
+    if device == "cuda":
+        info["gpu"] = torch.cuda.get_device_name()
+    return info
+
+
+# --- the targets of the performance issue ---------------------------------------------------------
+
+FUSED = ("mse", "mae", "huber", "bce (logits)")
+
+
+def _at_target(rows, section, impl):
+    return [r for r in rows if r["section"] == section and r["impl"] == impl and r.get("target_size")]
+
+
+def targets(rows: list[dict]) -> list[dict]:
+    """Each target of the issue: what was measured (best-of-N ratios) and whether it is met."""
+    out = []
+
+    def add(target, measured, met):
+        out.append({"target": target, "measured": measured, "met": met})
+
+    for impl, label in (("lossplug", "checks on"), ("lossplug (no checks)", "checks off")):
+        torch_rows = _at_target(rows, "elementwise", impl) + _at_target(rows, "class", impl)
+        if torch_rows:
+            worst = max(torch_rows, key=lambda r: r["ratio"])
+            add(f"torch loss <= 1.0x native time ({label})",
+                ", ".join(f"{r['loss']} {r['ratio']:.2f}" for r in torch_rows),
+                f"{sum(r['ratio'] <= 1.0 for r in torch_rows)}/{len(torch_rows)} (worst: {worst['loss']})")
+    fused = [r for r in _at_target(rows, "elementwise", "lossplug (no checks)") if r["loss"] in FUSED]
+    if fused:
+        add("fused mse/mae/huber/bce-logits >= 1.5x faster than native (ratio <= 0.67, checks off)",
+            ", ".join(f"{r['loss']} {r['ratio']:.2f}" for r in fused),
+            f"{sum(r['ratio'] <= 1 / 1.5 for r in fused)}/{len(fused)}")
+    dice = [r for r in rows if r["section"] == "dice" and r["impl"] == "lossplug"]
+    if dice:
+        add("Dice <= 0.7x MONAI time", ", ".join(f"{r['shape']} {r['ratio']:.2f}" for r in dice),
+            f"{sum(r['ratio'] <= 0.7 for r in dice)}/{len(dice)}")
+    mem = {r["loss"]: r for r in rows if r["section"] == "memory"}
+    for key, limit in (("lossplug sparse_categorical_ce (logits)", 1.2),
+                       ("lossplug sparse_categorical_ce (probabilities)", 1.2),
+                       ("lossplug dice (label map)", 1.5), ("lossplug dice (label map, per class)", 1.5)):
+        r = mem.get(key)
+        if r and r["ratio"] is not None:
+            add(f"peak memory of {key[9:]} <= {limit}x F.cross_entropy", f"{r['ratio']:.2f}",
+                "yes" if r["ratio"] <= limit else "no")
+    for backend in ("tensorflow", "jax"):
+        krows = _at_target(rows, f"keras-{backend}", "lossplug")
+        if krows:
+            add(f"Keras ({backend}, XLA) <= 1.1x the built-in",
+                ", ".join(f"{r['loss']} {r['ratio']:.2f}" for r in krows),
+                f"{sum(r['ratio'] <= 1.1 for r in krows)}/{len(krows)}")
+    comp = [r for r in rows if r["section"] == "compile"]
+    if comp:
+        bad = [r["loss"] for r in comp if r["graph_breaks"] or r["abs_diff"] > 1e-5 or r["grad_diff"] > 1e-5]
+        add("torch.compile: no graph breaks, eager value and gradient",
+            f"{len(comp)} losses, {sum(r['graph_breaks'] for r in comp)} graph breaks",
+            "yes" if not bad else "no: " + ", ".join(bad))
+    train = [r for r in rows if r["section"] == "train" and r["impl"] == "lossplug"]
+    if train:
+        add("training step with the lossplug loss <= 1.02x the native one",
+            ", ".join(f"{r['loss']} {r['ratio']:.3f} (median {r['median_ratio']:.3f})" for r in train),
+            f"{sum(r['ratio'] <= 1.02 for r in train)}/{len(train)}")
+    return out
+
+
+# --- Markdown -------------------------------------------------------------------------------------
+
+
+def _fmt(v, digits=2):
+    if v is None:
+        return "–"
+    if isinstance(v, bool):
+        return "yes" if v else "**no**"
+    if isinstance(v, float):
+        return f"{v:.{digits}f}"
+    return str(v)
+
+
+def _table(header, lines):
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(_fmt(c) for c in line) + " |" for line in lines]
+    return "\n".join(out)
+
+
+def _timing_table(rows):
+    return _table(
+        ["loss", "shape", "implementation", "best ms", "median ms", "ratio (best)", "ratio (median)",
+         "same value"],
+        [[r["loss"], r["shape"], r["impl"], r["best_ms"], r["median_ms"], r["ratio"],
+          r.get("median_ratio"), r.get("same_value")] for r in rows],
+    )
+
+
+def markdown(rows: list[dict], info: dict, command: str, chart: str | None) -> str:
+    versions = ", ".join(f"{k} {v}" for k, v in info["versions"].items())
+    device = info["device"] + (f" ({info['gpu']})" if "gpu" in info else "")
+    parts = [
+        "# Benchmarks",
+        "",
+        f"Generated by `{command}` on {info['date']}. Regenerate with `python -m benchmarks` "
+        "(a few minutes; `--quick` for the seconds-long smoke run that CI executes, `--cuda` to force "
+        "the GPU, which is picked automatically when `torch.cuda.is_available()`).",
+        "",
+        f"**Machine:** {info['cpu']}, {info['cores']} cores, torch using {info['torch_threads']} "
+        f"threads; device {device}; {info['platform']}, Python {info['python']}; {versions}. "
+        f"Load average at the start: {info.get('load_average', '–')} (the machine was shared, "
+        "so medians are noisier than best times).",
+        "",
+        "All torch timings are forward + backward (the gradient with respect to `y_pred`), float32, "
+        "timed interleaved in one process: every round calls each candidate once. *Ratio* is the "
+        "candidate's time over the baseline's (`native`: torch.nn.functional, MONAI for Dice, the "
+        "Keras built-in for Keras) for the same inputs; below 1 is faster. `lossplug (no checks)` runs "
+        "inside `lossplug.value_checks(False)`; `hand` is the composed formula a user would write.",
+        "",
+        "## Targets",
+        "",
+        _table(["target", "measured (ratio, best of N)", "met"],
+               [[t["target"], t["measured"], t["met"]] for t in targets(rows)]),
+        "",
+    ]
+    if chart:
+        parts += [f"![lossplug time over the baseline's]({chart})", ""]
+    sections = [
+        ("elementwise", "Elementwise losses"),
+        ("class", "Class losses and KL divergence"),
+        ("dice", "Dice on label maps (MONAI is the baseline)"),
+        ("keras-tensorflow", "Keras on TensorFlow, under XLA (`jit_compile=True`)"),
+        ("keras-jax", "Keras on JAX, under XLA (`jax.jit`)"),
+    ]
+    for key, title in sections:
+        sec = [r for r in rows if r["section"] == key]
+        if sec:
+            parts += [f"## {title}", "", _timing_table(sec), ""]
+            notes = sorted({f"{r['loss']}: {r['note']}" for r in sec if r.get("note")})
+            parts += [f"- {n}" for n in notes] + ([""] if notes else [])
+    mem = [r for r in rows if r["section"] == "memory"]
+    if mem:
+        parts += [
+            "## Peak memory of forward + backward", "",
+            f"Extra memory at the peak over what was allocated before the call, for logits of shape "
+            f"{mem[0]['shape']} ({mem[0]['input_mb']:.0f} MiB); ratio to F.cross_entropy on the same "
+            "logits. CPU: resident-set high-water mark (reset through /proc/self/clear_refs); CUDA: "
+            "`torch.cuda.max_memory_allocated`.", "",
+            _table(["loss", "peak MiB", "ratio to F.cross_entropy"],
+                   [[r["loss"], r["peak_mb"], r["ratio"]] for r in mem]),
+            "",
+        ]
+    comp = [r for r in rows if r["section"] == "compile"]
+    if comp:
+        parts += [
+            "## torch.compile", "",
+            f"`torch._dynamo.explain` graph breaks, and `torch.compile(fullgraph=True, "
+            f"backend=\"{comp[0]['backend']}\")` against eager (value and gradient).", "",
+            _table(["loss", "graph breaks", "|compiled - eager|", "max |grad difference|"],
+                   [[r["loss"], r["graph_breaks"], f"{r['abs_diff']:.1e}", f"{r['grad_diff']:.1e}"]
+                    for r in comp]),
+            "",
+        ]
+    train = [r for r in rows if r["section"] == "train"]
+    if train:
+        parts += [
+            "## Training step", "",
+            "One optimiser step (zero_grad, forward, loss, backward, Adam), per step; the native loss "
+            "is torch's (MONAI's Dice for segmentation).", "",
+            _table(["recipe", "loss", "best ms", "median ms", "ratio (best)", "ratio (median)"],
+                   [[r["loss"], r["impl"], r["best_ms"], r["median_ms"], r["ratio"], r["median_ratio"]]
+                    for r in train]),
+            "",
+        ]
+    errors = [r for r in rows if r["section"] == "error"]
+    if errors:
+        parts += ["## Not measured", ""] + [f"- {r['loss']}: {r['note']}" for r in errors] + [""]
+    return "\n".join(parts)
+
+
+# --- the chart ------------------------------------------------------------------------------------
+
+
+def chart(rows: list[dict], path) -> bool:
+    """Bars of lossplug's time over the baseline's: torch at the target size, Dice per C, Keras."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = []
+    torch_rows = [r for r in rows if r["section"] in ("elementwise", "class") and r.get("target_size")]
+    if torch_rows:
+        panels.append(("torch vs torch.nn.functional", torch_rows, ("lossplug", "lossplug (no checks)")))
+    dice = [r for r in rows if r["section"] == "dice"]
+    if dice:
+        panels.append(("Dice vs MONAI", dice, ("lossplug", "hand")))
+    keras_rows = [r for r in rows if r["section"].startswith("keras-") and r.get("target_size")]
+    if keras_rows:
+        panels.append(("Keras vs built-in (XLA)", keras_rows, ("tensorflow", "jax")))
+    if not panels:
+        return False
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 5), squeeze=False)
+    for ax, (title, sec, series) in zip(axes[0], panels, strict=True):
+        if title.startswith("Keras"):
+            labels = sorted({r["loss"] for r in sec}, key=[r["loss"] for r in sec].index)
+            values = [[next((r["ratio"] for r in sec if r["loss"] == lab and r["impl"] == "lossplug"
+                             and r["section"] == f"keras-{s}"), float("nan")) for lab in labels]
+                      for s in series]
+        else:
+            key = "shape" if title.startswith("Dice") else "loss"
+            labels = sorted({r[key] for r in sec}, key=[r[key] for r in sec].index)
+            values = [[next((r["ratio"] for r in sec if r[key] == lab and r["impl"] == s), float("nan"))
+                       for lab in labels] for s in series]
+        width = 0.8 / len(series)
+        for i, (s, vals) in enumerate(zip(series, values, strict=True)):
+            ax.barh([j + i * width for j in range(len(labels))], vals, height=width, label=s)
+        ax.axvline(1.0, color="black", lw=1)
+        ax.set_yticks([j + width * (len(series) - 1) / 2 for j in range(len(labels))], labels, fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xlabel("time / baseline time (best of N; < 1 is faster)")
+        ax.set_title(title)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True

@@ -1,0 +1,443 @@
+"""The torch benchmarks: every lossplug loss against native torch, MONAI and the hand-written version.
+
+Each case times forward + backward (the gradient with respect to ``y_pred``) of several
+candidates on the same inputs, interleaved in one process. Candidates:
+
+- ``lossplug``: the lossplug module as users call it (value checks on, the default);
+- ``lossplug (no checks)``: the same inside ``lossplug.value_checks(False)``;
+- ``native``: the torch.nn.functional equivalent (or MONAI's ``DiceLoss`` for Dice);
+- ``hand``: the plain composed formula a user would write.
+
+The ratio of a row is its best time over the best time of the baseline (``native``) of its case.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+import lossplug
+import lossplug.torch as lt
+from benchmarks._timing import interleaved, peak_bytes
+
+EPS = 1e-7
+
+
+class Case:
+    """Inputs plus candidates: name -> loss function ``(y_pred, y_true) -> scalar``."""
+
+    def __init__(self, section, loss, shape, make_inputs, candidates, baseline="native", note=""):
+        self.section, self.loss, self.shape = section, loss, shape
+        self.make_inputs, self.candidates, self.baseline, self.note = make_inputs, candidates, baseline, note
+
+
+def _with_checks_off(fn):
+    def run(x, y):
+        with lossplug.value_checks(False):
+            return fn(x, y)
+
+    return run
+
+
+def _lossplug(module):
+    return {"lossplug": module, "lossplug (no checks)": _with_checks_off(module)}
+
+
+# --- inputs ---------------------------------------------------------------------------------------
+
+
+def _gen(device, seed=0):
+    return torch.Generator(device="cpu").manual_seed(seed), device
+
+
+def _regression(n, device):
+    g, _ = _gen(device)
+    return torch.randn(n, generator=g).to(device), torch.randn(n, generator=g).to(device)
+
+
+def _probabilities(n, device, binary=False):
+    g, _ = _gen(device)
+    p = torch.rand(n, generator=g)
+    y = (torch.rand(n, generator=g) > 0.5).float() if binary else torch.rand(n, generator=g)
+    return p.to(device), y.to(device)
+
+
+def _logits(n, device, binary=False):
+    g, _ = _gen(device)
+    x = 2 * torch.randn(n, generator=g)
+    y = (torch.rand(n, generator=g) > 0.5).float() if binary else torch.rand(n, generator=g)
+    return x.to(device), y.to(device)
+
+
+def _class_logits(n, classes, device, soft=False):
+    g, _ = _gen(device)
+    x = 2 * torch.randn(n // classes, classes, generator=g)
+    if soft:
+        y = torch.softmax(torch.randn(n // classes, classes, generator=g), dim=1)
+    else:
+        y = torch.randint(0, classes, (n // classes,), generator=g)
+    return x.to(device), y.to(device)
+
+
+def _segmentation(batch, classes, size, device):
+    g, _ = _gen(device)
+    x = torch.randn(batch, classes, size, size, generator=g)
+    y = torch.randint(0, classes, (batch, size, size), generator=g)
+    return x.to(device), y.to(device)
+
+
+# --- the hand-written versions --------------------------------------------------------------------
+
+
+def hand_huber(x, y, delta=1.0):
+    e = (x - y).abs()
+    return torch.where(e < delta, 0.5 * e**2, delta * (e - 0.5 * delta)).mean()
+
+
+def hand_bce(p, y):
+    p = p.clamp(EPS, 1 - EPS)
+    return -(y * p.log() + (1 - y) * (1 - p).log()).mean()
+
+
+def hand_bce_logits(x, y):
+    return (x.clamp(min=0) - x * y + torch.log1p(torch.exp(-x.abs()))).mean()
+
+
+def hand_weighted_bce_logits(x, y, pos=2.0, neg=1.0):
+    return -(pos * y * F.logsigmoid(x) + neg * (1 - y) * F.logsigmoid(-x)).mean()
+
+
+def hand_sparse_ce(x, labels):
+    return -x.log_softmax(1).gather(1, labels[:, None]).mean()
+
+
+def hand_soft_ce(x, y):
+    return -(y * x.log_softmax(1)).sum(1).mean()
+
+
+def hand_kl(x, p):
+    return (p * (p.clamp_min(1e-30).log() - x.log_softmax(1))).sum(1).mean()
+
+
+def hand_dice(x, labels, smooth=1e-5):
+    p = x.softmax(1)
+    y = F.one_hot(labels, x.shape[1]).movedim(-1, 1).float()
+    dims = tuple(range(2, x.dim()))
+    num = 2 * (p * y).sum(dims) + smooth
+    den = (p * p).sum(dims) + (y * y).sum(dims) + smooth
+    return (1 - num / den).mean()
+
+
+def native_weighted_bce(p, y, pos=2.0, neg=1.0):
+    return F.binary_cross_entropy(p, y, weight=neg + (pos - neg) * y)
+
+
+def monai_dice():
+    from monai.losses import DiceLoss
+
+    loss = DiceLoss(softmax=True, to_onehot_y=True, squared_pred=True, smooth_nr=1e-5, smooth_dr=1e-5)
+    return lambda x, labels: loss(x, labels[:, None])
+
+
+# --- the cases ------------------------------------------------------------------------------------
+
+
+def elementwise_cases(sizes, device) -> list[Case]:
+    pos = torch.tensor(2.0, device=device)
+    cases = []
+    for n in sizes:
+        shape = f"{n:.0e}".replace("e+0", "e")
+        cases += [
+            Case("elementwise", "mse", shape, lambda n=n: _regression(n, device), {
+                **_lossplug(lt.MSELoss()), "native": F.mse_loss,
+                "hand": lambda x, y: ((x - y) ** 2).mean()}),
+            Case("elementwise", "mae", shape, lambda n=n: _regression(n, device), {
+                **_lossplug(lt.MAELoss()), "native": F.l1_loss,
+                "hand": lambda x, y: (x - y).abs().mean()}),
+            Case("elementwise", "huber", shape, lambda n=n: _regression(n, device), {
+                **_lossplug(lt.HuberLoss()), "native": F.huber_loss, "hand": hand_huber}),
+            Case("elementwise", "bce (probabilities)", shape, lambda n=n: _probabilities(n, device), {
+                **_lossplug(lt.BCELoss()), "native": F.binary_cross_entropy, "hand": hand_bce},
+                note="lossplug clips to [eps, 1-eps]; torch clamps the logs at -100"),
+            Case("elementwise", "bce (logits)", shape, lambda n=n: _logits(n, device), {
+                **_lossplug(lt.BCELoss(from_logits=True)),
+                "native": F.binary_cross_entropy_with_logits, "hand": hand_bce_logits}),
+            Case("elementwise", "weighted_bce (logits, w+=2)", shape,
+                 lambda n=n: _logits(n, device, binary=True), {
+                     **_lossplug(lt.WeightedBCELoss(from_logits=True, pos_weight=2.0)),
+                     "native": lambda x, y: F.binary_cross_entropy_with_logits(x, y, pos_weight=pos),
+                     "hand": hand_weighted_bce_logits}),
+            Case("elementwise", "weighted_bce (probabilities, w+=2)", shape,
+                 lambda n=n: _probabilities(n, device, binary=True), {
+                     **_lossplug(lt.WeightedBCELoss(pos_weight=2.0)), "native": native_weighted_bce},
+                 note="native: F.binary_cross_entropy with weight = w- + (w+ - w-) y (binary y)"),
+        ]
+    return cases
+
+
+def class_cases(sizes, device, classes=10) -> list[Case]:
+    cases = []
+    for n in sizes:
+        shape = f"{n // classes}x{classes}"
+        cases += [
+            Case("class", "sparse_categorical_ce (logits)", shape,
+                 lambda n=n: _class_logits(n, classes, device), {
+                     **_lossplug(lt.SparseCategoricalCELoss(from_logits=True)),
+                     "native": F.cross_entropy, "hand": hand_sparse_ce}),
+            Case("class", "categorical_ce (logits, soft targets)", shape,
+                 lambda n=n: _class_logits(n, classes, device, soft=True), {
+                     **_lossplug(lt.CategoricalCELoss(from_logits=True)),
+                     "native": F.cross_entropy, "hand": hand_soft_ce}),
+            Case("class", "kl_div (logits)", shape,
+                 lambda n=n: _class_logits(n, classes, device, soft=True), {
+                     **_lossplug(lt.KLDivLoss(from_logits=True)),
+                     "native": lambda x, p: F.kl_div(x.log_softmax(1), p, reduction="batchmean"),
+                     "hand": hand_kl}),
+        ]
+    return cases
+
+
+def dice_cases(batch, class_counts, size, device, monai=True) -> list[Case]:
+    """Dice on label maps; the baseline is MONAI's DiceLoss (the hand-written one without MONAI)."""
+    native = {"native": monai_dice()} if monai else {}
+    cases = []
+    for c in class_counts:
+        cases.append(Case(
+            "dice", "dice (label map, softmax, per class)", f"{batch}x{c}x{size}x{size}",
+            lambda c=c: _segmentation(batch, c, size, device), {
+                **_lossplug(lt.DiceLoss(from_logits=True, per_class=True)),
+                **native, "hand": hand_dice, "F.cross_entropy": F.cross_entropy},
+            baseline="native" if monai else "hand",
+            note="native = MONAI DiceLoss(softmax, to_onehot_y, squared_pred, smooth 1e-5)"
+            if monai else "MONAI skipped (--quick): the baseline is the hand-written Dice"))
+    return cases
+
+
+# --- running a case -------------------------------------------------------------------------------
+
+
+def _step(fn, x, y):
+    def run():
+        x.grad = None
+        fn(x, y).backward()
+
+    return run
+
+
+def run_case(case: Case, *, rounds, budget_s, device, memory=False) -> list[dict]:
+    x0, y = case.make_inputs()
+    values = {}
+    for name, fn in case.candidates.items():
+        values[name] = float(fn(x0, y).detach())
+    steps = {}
+    for name, fn in case.candidates.items():
+        x = x0.clone().requires_grad_()
+        steps[name] = _step(fn, x, y)
+    sync = torch.cuda.synchronize if device == "cuda" else None
+    timings = interleaved(steps, rounds=rounds, budget_s=budget_s, sync=sync)
+    base = timings[case.baseline].best
+    ref = values[case.baseline]
+    rows = []
+    for name, t in timings.items():
+        row = {
+            "section": case.section, "loss": case.loss, "shape": case.shape, "numel": x0.numel(),
+            "impl": name, "best_ms": 1e3 * t.best, "median_ms": 1e3 * t.median, "rounds": t.rounds,
+            "ratio": t.best / base, "median_ratio": t.median / timings[case.baseline].median,
+            "baseline": case.baseline, "value": values[name],
+            "same_value": math.isclose(values[name], ref, rel_tol=1e-4, abs_tol=1e-6)
+            if name != "F.cross_entropy" else None,
+            "note": case.note,
+        }
+        if memory:
+            row["peak_mb"] = _peak(steps[name], device)
+        rows.append(row)
+    return rows
+
+
+def _peak(step, device):
+    peak = peak_bytes(step, device)
+    return None if peak is None else peak / 2**20
+
+
+# --- memory of the class losses against F.cross_entropy on the same logits -------------------------
+
+
+def memory_cases(*, batch, classes, size, device, monai=True) -> list[dict]:
+    """Peak extra memory of forward + backward, in MiB, and its ratio to F.cross_entropy's."""
+    x0, labels = _segmentation(batch, classes, size, device)
+    onehot = F.one_hot(labels, classes).movedim(-1, 1).float()
+    cands = {
+        "F.cross_entropy (index targets)": (F.cross_entropy, labels),
+        "lossplug sparse_categorical_ce (logits)":
+            (lt.SparseCategoricalCELoss(from_logits=True), labels),
+        "lossplug sparse_categorical_ce (probabilities)":
+            (lt.SparseCategoricalCELoss(), labels),
+        "lossplug dice (label map)": (lt.DiceLoss(from_logits=True), labels),
+        "lossplug dice (label map, per class)": (lt.DiceLoss(from_logits=True, per_class=True), labels),
+        **({"MONAI DiceLoss (label map)": (monai_dice(), labels)} if monai else {}),
+        "lossplug dice (one-hot masks)": (lt.DiceLoss(from_logits=True), onehot),
+    }
+    rows, base = [], None
+    for name, (fn, y) in cands.items():
+        x = x0.clone()
+        if "probabilities" in name:
+            x = x.softmax(1)
+        x.requires_grad_()
+        peak = _peak(_step(fn, x, y), device)
+        if base is None:
+            base = peak
+        rows.append({
+            "section": "memory", "loss": name, "shape": f"{batch}x{classes}x{size}x{size}",
+            "peak_mb": peak, "ratio": None if peak is None or not base else peak / base,
+            "input_mb": x0.numel() * x0.element_size() / 2**20,
+        })
+    return rows
+
+
+# --- torch.compile --------------------------------------------------------------------------------
+
+
+def compile_rows(device, backend="aot_eager", names=None) -> list[dict]:
+    """Graph breaks (torch._dynamo.explain) and |compiled - eager| for every torch loss."""
+    import torch._dynamo
+
+    g = torch.Generator().manual_seed(0)
+    reg = (torch.randn(64, 8, generator=g), torch.randn(64, 8, generator=g))
+    prob = (torch.rand(64, 8, generator=g), torch.rand(64, 8, generator=g))
+    logits = torch.randn(16, 5, 6, generator=g)
+    soft = torch.softmax(torch.randn(16, 5, 6, generator=g), 1)
+    labels = torch.randint(0, 5, (16, 6), generator=g)
+    cases = {
+        "mse": (lt.MSELoss(), reg), "mae": (lt.MAELoss(), reg), "huber": (lt.HuberLoss(), reg),
+        "bce": (lt.BCELoss(), prob), "bce (logits)": (lt.BCELoss(from_logits=True), reg[:1] + prob[1:]),
+        "weighted_bce": (lt.WeightedBCELoss(pos_weight=2.0, neg_weight=0.5), prob),
+        "categorical_ce": (lt.CategoricalCELoss(from_logits=True), (logits, soft)),
+        "sparse_categorical_ce": (lt.SparseCategoricalCELoss(from_logits=True), (logits, labels)),
+        "dice": (lt.DiceLoss(from_logits=True), (logits, labels)),
+        "kl_div": (lt.KLDivLoss(from_logits=True), (logits, soft)),
+    }
+    rows = []
+    for name, (module, (x, y)) in cases.items():
+        if names is not None and name not in names:
+            continue
+        x, y = x.to(device), y.to(device)
+        torch._dynamo.reset()
+        explained = torch._dynamo.explain(module)(x, y)
+        compiled = torch.compile(module, backend=backend, fullgraph=True)
+        xc = x.clone().requires_grad_()
+        value = compiled(xc, y)
+        value.backward()
+        xe = x.clone().requires_grad_()
+        eager = module(xe, y)
+        eager.backward()
+        rows.append({
+            "section": "compile", "loss": name, "graph_breaks": explained.graph_break_count,
+            "abs_diff": float((value - eager).abs()),
+            "grad_diff": float((xc.grad - xe.grad).abs().max()), "backend": backend,
+        })
+    torch._dynamo.reset()
+    return rows
+
+
+# --- a training step ------------------------------------------------------------------------------
+
+
+def _mlp(inputs, outputs, device, seed=0):
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(
+        torch.nn.Linear(inputs, 256), torch.nn.ReLU(), torch.nn.Linear(256, 256), torch.nn.ReLU(),
+        torch.nn.Linear(256, outputs),
+    ).to(device)
+
+
+def _segnet(classes, device, seed=0):
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(1, 16, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(16, classes, 3, padding=1),
+    ).to(device)
+
+
+def train_rows(device, *, rounds, budget_s, steps_per_sample=10, monai=True) -> list[dict]:
+    """One optimiser step (forward, loss, backward, Adam) with the lossplug loss and with the native one.
+
+    The models are the recipes' kind: an MLP regressor (diabetes-sized batch of 64 features),
+    an MLP classifier (digits: 64 features, 10 classes) and a small conv net on 64x64 label maps
+    (``monai=False``: the hand-written Dice stands in for MONAI's).
+    """
+    g = torch.Generator().manual_seed(0)
+    recipes = {
+        "regression (MLP, MSE)": (
+            lambda: _mlp(64, 1, device), torch.randn(512, 64, generator=g), torch.randn(512, 1, generator=g),
+            {"lossplug": lt.MSELoss(), "native": F.mse_loss}),
+        "classification (MLP, sparse CE)": (
+            lambda: _mlp(64, 10, device), torch.randn(512, 64, generator=g),
+            torch.randint(0, 10, (512,), generator=g),
+            {"lossplug": lt.SparseCategoricalCELoss(from_logits=True), "native": F.cross_entropy}),
+        "segmentation (conv net, Dice)": (
+            lambda: _segnet(4, device), torch.randn(16, 1, 64, 64, generator=g),
+            torch.randint(0, 4, (16, 64, 64), generator=g),
+            {"lossplug": lt.DiceLoss(from_logits=True, per_class=True),
+             "native": monai_dice() if monai else hand_dice}),
+    }
+    rows = []
+    for recipe, (make_model, x, y, losses) in recipes.items():
+        x, y = x.to(device), y.to(device)
+        steps = {}
+        for name, loss_fn in losses.items():
+            model = make_model()
+            opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+
+            def step(model=model, opt=opt, loss_fn=loss_fn, x=x, y=y):
+                for _ in range(steps_per_sample):
+                    opt.zero_grad(set_to_none=True)
+                    loss_fn(model(x), y).backward()
+                    opt.step()
+
+            steps[name] = step
+        sync = torch.cuda.synchronize if device == "cuda" else None
+        timings = interleaved(steps, rounds=rounds, budget_s=budget_s, sync=sync)
+        base = timings["native"]
+        for name, t in timings.items():
+            rows.append({
+                "section": "train", "loss": recipe, "impl": name,
+                "best_ms": 1e3 * t.best / steps_per_sample, "median_ms": 1e3 * t.median / steps_per_sample,
+                "ratio": t.best / base.best, "median_ratio": t.median / base.median, "rounds": t.rounds,
+                "baseline": "native",
+            })
+    return rows
+
+
+def all_torch_rows(*, quick: bool, device: str, log: Callable[[str], None] = print) -> list[dict]:
+    """Every torch row; ``quick`` runs tiny sizes and few rounds so that CI finishes in seconds."""
+    if quick:
+        sizes, class_sizes, rounds, budget = [10_000], [10_000], 2, 0.2
+        seg = dict(batch=2, class_counts=[2, 4], size=32)
+        mem = dict(batch=2, classes=8, size=128)
+        compile_names, train_steps = ("mse",), 1
+    else:
+        sizes, class_sizes, rounds, budget = [10_000, 100_000, 1_000_000, 4_000_000, 10_000_000], \
+            [100_000, 1_000_000, 4_000_000], 30, 2.0
+        seg = dict(batch=8, class_counts=[2, 4, 8, 16, 32], size=256)
+        mem = dict(batch=8, classes=8, size=256)
+        compile_names, train_steps = None, 10
+    target = sizes[-1] if quick else 4_000_000
+    monai = not quick  # importing MONAI alone takes longer than the whole quick run
+    rows = []
+    for case in elementwise_cases(sizes, device) + class_cases(class_sizes, device):
+        log(f"  {case.section:12s} {case.loss:38s} {case.shape}")
+        rows += run_case(case, rounds=rounds, budget_s=budget, device=device)
+    for case in dice_cases(device=device, monai=monai, **seg):
+        log(f"  {case.section:12s} {case.loss:38s} {case.shape}")
+        rows += run_case(case, rounds=max(2, rounds // 3), budget_s=budget * 2, device=device)
+    log("  memory")
+    rows += memory_cases(device=device, monai=monai, **mem)
+    log("  torch.compile")
+    rows += compile_rows(device, names=compile_names)
+    log("  training steps")
+    rows += train_rows(device, rounds=rounds, budget_s=budget * 2, steps_per_sample=train_steps, monai=monai)
+    for row in rows:
+        row.setdefault("target_size", row.get("numel") == target)
+    return rows

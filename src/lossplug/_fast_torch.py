@@ -1,0 +1,304 @@
+"""Fast paths for the torch losses, chosen by ``LossModule.forward``; the formulas stay the definition.
+
+Two kinds, both giving the value of the composed formula in ``lossplug.formulas`` (checked in
+``tests/test_fast_paths.py`` against ``lossplug.numpy`` in float64 and against the formula):
+
+- **native kernels**: where torch has a kernel computing exactly our formula (``F.mse_loss``,
+  ``F.l1_loss``, ``F.huber_loss``, ``F.binary_cross_entropy[_with_logits]`` on clipped
+  probabilities, ``F.cross_entropy``, ``F.kl_div``), the reduced loss is that kernel's. Our own
+  reduction rules are kept: weighted means divide by the sum of the weights, and an all-ignored
+  batch gives 0, not NaN.
+- **fused forward+backward** (CPU, float32/float64, one contiguous input of at least
+  ``FUSED_MIN_NUMEL`` elements that requires grad, a target that does not): mse, mae, huber and
+  (weighted) BCE compute the loss *and* its gradient in the forward, walking the input in
+  cache-sized chunks, so the inputs are read once and only the gradient is written to memory.
+  The backward hands that gradient over. When the backward is differentiated
+  (``create_graph=True``) or run a second time (``retain_graph=True``), it recomputes the
+  gradient from the saved inputs with differentiable torch ops, so double backward is exact.
+
+None of them runs for a subclass that overrides ``terms``, for ``reduction="none"``, or where a
+parameter combination has no exact kernel; then ``forward`` runs the composed formula. Under
+``torch.compile`` only the native kernels are used (no custom autograd function, no graph break).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from lossplug import _core
+from lossplug._backend import get_backend
+
+FUSED_MIN_NUMEL = 1 << 18
+"""Inputs smaller than this use the native kernels: the chunk loop only pays off on large tensors."""
+
+CHUNK = 1 << 17
+"""Elements per chunk of the fused loop (512 KiB of float32: a chunk's buffers stay in L2)."""
+
+_xp = get_backend("torch")
+
+
+def fast_loss(module, y_pred: torch.Tensor, y_true: torch.Tensor):
+    """The reduced loss by a fast path, or ``None`` where the composed formula must run.
+
+    ``y_true`` has passed the shape and value checks. The caller makes sure ``module.terms`` is
+    not overridden.
+    """
+    if module.reduction == "none":
+        return None
+    route = _ROUTES.get(module.spec.name)
+    return None if route is None else route(module, y_pred, y_true)
+
+
+# --- the fused chunked kernels ------------------------------------------------------------------
+
+
+def _fusable(x: torch.Tensor, y: torch.Tensor) -> bool:
+    return (
+        torch.is_grad_enabled()
+        and x.requires_grad
+        and not y.requires_grad
+        and not torch.compiler.is_compiling()
+        and x.device.type == "cpu"
+        and x.dtype in (torch.float32, torch.float64)
+        and y.dtype == x.dtype
+        and x.numel() >= FUSED_MIN_NUMEL
+        and x.is_contiguous()
+        and y.is_contiguous()
+    )
+
+
+def _grad_formula(kind: str, x, y, opts):
+    """d(elementwise loss)/dx, written with differentiable torch ops (the double-backward path)."""
+    if kind == "mse":
+        return 2.0 * (x - y)
+    if kind == "mae":
+        return torch.sign(x - y)
+    if kind == "huber":
+        return torch.clamp(x - y, -opts["delta"], opts["delta"])
+    pos, neg = opts["pos_weight"], opts["neg_weight"]
+    if kind == "bce_logits":  # d/dx [w-(1-y) softplus(x) + w+ y softplus(-x)]
+        return torch.sigmoid(x) * (neg + (pos - neg) * y) - pos * y
+    # bce on probabilities clipped to [eps, 1 - eps] (pos = neg): 0 outside, as the clip's gradient is
+    eps = opts["eps"]
+    p = torch.clamp(x, eps, 1.0 - eps)
+    inside = ((x >= eps) & (x <= 1.0 - eps)).to(x.dtype)
+    return inside * pos * (p - y) / (p * (1.0 - p))
+
+
+def _chunk_step(kind: str, xc, yc, gc, s1, s2, s3, sums, opts):
+    """One chunk: its loss sum to ``sums`` (one or two partial sums) and ``gscale * dloss/dx`` to ``gc``.
+
+    Every per-element term is formed before it is summed (no large sums cancelling each other);
+    ``s1``, ``s2``, ``s3`` are chunk-sized scratch buffers that stay in cache.
+    """
+    gscale = opts["gscale"]
+    if kind == "mse":
+        torch.sub(xc, yc, out=gc)
+        torch.dot(gc, gc, out=sums[0])
+        gc.mul_(2.0 * gscale)
+    elif kind == "mae":
+        torch.sub(xc, yc, out=gc)
+        torch.linalg.vector_norm(gc, 1, out=sums[0])
+        gc.sign_().mul_(gscale)
+    elif kind == "huber":  # with q = clamp(e): loss = q*e - q^2/2, no cancellation (q*e >= q^2)
+        torch.sub(xc, yc, out=s1)
+        torch.clamp(s1, -opts["delta"], opts["delta"], out=gc)
+        s1.sub_(gc, alpha=0.5)
+        torch.dot(gc, s1, out=sums[0])
+        gc.mul_(gscale)
+    elif kind == "bce_logits":
+        pos, neg = opts["pos_weight"], opts["neg_weight"]
+        if pos == neg:  # max(x, 0) - y x + log1p(exp(-|x|)), torch's stable form, times w
+            torch.abs(xc, out=s1)
+            s1.neg_().exp_().log1p_()
+            torch.clamp(xc, min=0.0, out=s2)
+            s1.add_(s2).addcmul_(yc, xc, value=-1.0)
+            torch.sum(s1, dim=0, out=sums[0])
+            torch.sigmoid(xc, out=gc)
+            gc.sub_(yc).mul_(pos * gscale)
+        else:
+            sums[0] = F.binary_cross_entropy_with_logits(
+                xc, yc, pos_weight=opts["pw_tensor"], reduction="sum"
+            )
+            torch.sigmoid(xc, out=gc)
+            torch.mul(yc, pos - neg, out=s1)
+            s1.add_(neg)
+            gc.mul_(s1).sub_(yc, alpha=pos).mul_(gscale)
+    else:  # bce on probabilities p = clip(x): sum of -(y log p + (1-y) log(1-p)) as two dot products
+        eps = opts["eps"]
+        torch.clamp(xc, eps, 1.0 - eps, out=gc)  # p, kept in gc until the gradient is formed
+        torch.log(gc, out=s1)
+        torch.dot(yc, s1, out=sums[0])
+        torch.neg(gc, out=s2).add_(1.0)  # 1 - p
+        torch.log(s2, out=s1)
+        torch.neg(yc, out=s3).add_(1.0)  # 1 - y
+        torch.dot(s3, s1, out=sums[1])
+        s2.mul_(gc)  # p (1 - p)
+        torch.eq(xc, gc, out=s1)  # 1 where x was not clipped: the clip's gradient
+        gc.sub_(yc).div_(s2).mul_(s1).mul_(gscale)
+
+
+def _run_chunks(kind, x, y, scale, opts):
+    """The chunk loop: the loss sums (two per chunk) and the gradient (scaled, shaped like ``x``)."""
+    flat_x, flat_y = x.view(-1), y.view(-1)
+    n = flat_x.numel()
+    weight = opts["neg_weight"] if kind == "bce_probs" else 1.0
+    chunk_opts = dict(opts, gscale=scale * weight)
+    grad = torch.empty_like(flat_x)
+    size = min(CHUNK, n)
+    scratch = torch.empty(3, size, dtype=x.dtype, device=x.device)
+    sums = torch.zeros((n + CHUNK - 1) // CHUNK, 2, dtype=x.dtype, device=x.device)
+    for i, start in enumerate(range(0, n, CHUNK)):
+        stop = min(start + CHUNK, n)
+        s1, s2, s3 = (buf[: stop - start] for buf in scratch)
+        _chunk_step(kind, flat_x[start:stop], flat_y[start:stop], grad[start:stop], s1, s2, s3,
+                    sums[i], chunk_opts)
+    return sums, grad.view_as(x)
+
+
+class _FusedElementwise(torch.autograd.Function):
+    """Loss and gradient in one chunked pass over the inputs; see the module docstring."""
+
+    @staticmethod
+    def forward(ctx, x, y, kind, scale, opts):
+        sums, grad = _run_chunks(kind, x, y, scale, opts)
+        ctx.save_for_backward(x, y)
+        ctx.kind, ctx.scale, ctx.opts, ctx.grad = kind, scale, opts, grad
+        # the loss is scale * weight * (sum of the chunk sums); BCE on probabilities sums -loss
+        weight = {"bce_logits": opts.get("neg_weight"), "bce_probs": -opts.get("neg_weight", 1.0)}
+        return (sums.sum(dtype=torch.float64) * (scale * weight.get(kind, 1.0))).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        grad, ctx.grad = ctx.grad, None  # handed over: autograd may keep it as x.grad, no copy
+        if torch.is_grad_enabled():  # create_graph: a gradient that is itself differentiable
+            x, y = ctx.saved_tensors
+            return _grad_formula(ctx.kind, x, y, ctx.opts) * (grad_output * ctx.scale), *(None,) * 4
+        if grad is None:  # a second backward through a retained graph: the same chunks again
+            x, y = ctx.saved_tensors
+            grad = _run_chunks(ctx.kind, x, y, ctx.scale, ctx.opts)[1]
+        if grad_output.item() != 1.0:  # CPU only, so no device sync
+            grad.mul_(grad_output)
+        return grad, *(None,) * 4
+
+
+def _fused(kind, x, y, reduction, **opts):
+    scale = 1.0 / x.numel() if reduction == "mean" else 1.0
+    return _FusedElementwise.apply(x, y, kind, scale, opts)
+
+
+# --- routes: one per registry name --------------------------------------------------------------
+
+
+def _mse(m, x, y):
+    if _fusable(x, y):
+        return _fused("mse", x, y, m.reduction)
+    return F.mse_loss(x, y, reduction=m.reduction)
+
+
+def _mae(m, x, y):
+    if _fusable(x, y):
+        return _fused("mae", x, y, m.reduction)
+    return F.l1_loss(x, y, reduction=m.reduction)
+
+
+def _huber(m, x, y):
+    if _fusable(x, y):
+        return _fused("huber", x, y, m.reduction, delta=m.delta)
+    return F.huber_loss(x, y, reduction=m.reduction, delta=m.delta)
+
+
+def _bce_like(m, x, y, pos, neg):
+    if not y.is_floating_point():
+        y = y.to(x.dtype)
+    ls = m.label_smoothing
+    if m.from_logits:
+        if neg == 0 or pos / neg > torch.finfo(x.dtype).max / 2:  # pos_weight=inf in the kernel: nan
+            return None
+        if ls == 0 and _fusable(x, y):
+            pw = None if pos == neg else torch.tensor(pos / neg, dtype=x.dtype)
+            return _fused(
+                "bce_logits", x, y, m.reduction, pos_weight=pos, neg_weight=neg, pw_tensor=pw
+            )
+        if ls:
+            y = y * (1.0 - ls) + 0.5 * ls
+        pw = None if pos == neg else torch.tensor(pos / neg, dtype=x.dtype, device=x.device)
+        out = F.binary_cross_entropy_with_logits(x, y, pos_weight=pw, reduction=m.reduction)
+        return out if neg == 1.0 else neg * out
+    if pos != neg:
+        return None
+    if ls == 0 and _fusable(x, y):
+        return _fused("bce_probs", x, y, m.reduction, eps=m.eps, pos_weight=pos, neg_weight=neg)
+    if ls:
+        y = y * (1.0 - ls) + 0.5 * ls
+    out = F.binary_cross_entropy(torch.clamp(x, m.eps, 1.0 - m.eps), y, reduction=m.reduction)
+    return out if pos == 1.0 else pos * out
+
+
+def _bce(m, x, y):
+    return _bce_like(m, x, y, 1.0, 1.0)
+
+
+def _weighted_bce(m, x, y):
+    return _bce_like(m, x, y, m.pos_weight, m.neg_weight)
+
+
+def _class_axis_is_1(m, x):
+    return x.dim() >= 2 and _core.resolve_axis(m.axis, x.dim(), "torch") == 1
+
+
+def _weights(m, x):
+    return None if m.class_weights is None else m.class_weights.to(device=x.device, dtype=x.dtype)
+
+
+def _sparse_ce(m, x, labels):
+    if not (m.from_logits and _class_axis_is_1(m, x)):
+        return None  # probabilities: the formula already gathers first (N values, not N x C)
+    labels = labels.long()
+    w = _weights(m, x)
+    ignore = -100 if m.ignore_index is None else m.ignore_index
+    if m.reduction == "mean" and w is None and m.ignore_index is None:
+        return F.cross_entropy(x, labels, label_smoothing=m.label_smoothing)
+    total = F.cross_entropy(
+        x, labels, weight=w, ignore_index=ignore, label_smoothing=m.label_smoothing, reduction="sum"
+    )
+    if m.reduction == "sum":
+        return total
+    keep = labels != ignore
+    safe = torch.where(keep, labels, 0)
+    den = keep.sum().to(x.dtype) if w is None else (w[safe] * keep).sum()
+    return _core._safe_ratio(_xp, total, den)
+
+
+def _categorical_ce(m, x, y):
+    if not (m.from_logits and m.ignore_index is None and _class_axis_is_1(m, x)):
+        return None
+    w = _weights(m, x)
+    total = F.cross_entropy(x, y, weight=w, label_smoothing=m.label_smoothing, reduction="sum")
+    if m.reduction == "sum":
+        return total
+    if w is None:
+        return total / (x.numel() // x.shape[1])
+    per_class = y.sum(dim=[d for d in range(y.dim()) if d != 1])
+    return _core._safe_ratio(_xp, total, torch.dot(per_class, w))
+
+
+def _kl_div(m, q, p):
+    if m.log_input or not _class_axis_is_1(m, q):
+        return None  # log_input may hold -inf where p = 0; the formula's where() handles that
+    log_q = F.log_softmax(q, dim=1) if m.from_logits else torch.log(torch.clamp(q, m.eps, 1.0))
+    total = F.kl_div(log_q, p, reduction="sum")
+    return total if m.reduction == "sum" else total / (q.numel() // q.shape[1])
+
+
+_ROUTES = {
+    "mse": _mse,
+    "mae": _mae,
+    "huber": _huber,
+    "bce": _bce,
+    "weighted_bce": _weighted_bce,
+    "sparse_categorical_ce": _sparse_ce,
+    "categorical_ce": _categorical_ce,
+    "kl_div": _kl_div,
+}

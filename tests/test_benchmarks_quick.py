@@ -1,0 +1,91 @@
+"""``python -m benchmarks --quick`` runs and writes its table, so the benchmark code cannot rot.
+
+The speed figures themselves are not tested (the machine is shared); what is tested is that every
+section runs, every candidate computes the same loss value as its baseline, and the files appear.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks.__main__ import main, select_device  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    import torch
+
+    threads = torch.get_num_threads()
+    out = tmp_path_factory.mktemp("bench")
+    try:
+        assert main(["--quick", "--no-keras", "--cpu", "--out", str(out)]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    return out, json.loads((out / "benchmarks.json").read_text())
+
+
+def test_quick_run_writes_table_chart_and_rows(quick_run):
+    out, result = quick_run
+    text = (out / "benchmarks.md").read_text()
+    assert text.startswith("# Benchmarks")
+    assert "## Targets" in text and "**Machine:**" in text
+    assert (out / "benchmarks.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    sections = {r["section"] for r in result["rows"]}
+    assert {"elementwise", "class", "dice", "memory", "compile", "train"} <= sections
+    assert result["machine"]["device"] == "cpu"
+
+
+def test_quick_run_candidates_agree_on_the_value(quick_run):
+    _, result = quick_run
+    timed = [r for r in result["rows"] if "best_ms" in r and r["section"] != "train"]
+    assert timed
+    disagree = [(r["loss"], r["impl"]) for r in timed if r.get("same_value") is False]
+    assert not disagree
+    assert all(r["best_ms"] > 0 and r["median_ms"] >= r["best_ms"] for r in timed)
+
+
+def test_quick_run_compile_rows_have_no_graph_breaks(quick_run):
+    _, result = quick_run
+    rows = [r for r in result["rows"] if r["section"] == "compile"]
+    assert rows and all(r["graph_breaks"] == 0 and r["abs_diff"] < 1e-6 for r in rows)
+
+
+def test_device_selection():
+    assert select_device(cuda=False, cpu=False, cuda_available=True) == "cuda"
+    assert select_device(cuda=False, cpu=False, cuda_available=False) == "cpu"
+    assert select_device(cuda=False, cpu=True, cuda_available=True) == "cpu"
+    assert select_device(cuda=True, cpu=False, cuda_available=True) == "cuda"
+    with pytest.raises(SystemExit, match="cuda"):
+        select_device(cuda=True, cpu=False, cuda_available=False)
+
+
+def test_targets_are_judged_from_the_rows():
+    from benchmarks.report import targets
+
+    rows = [
+        {"section": "elementwise", "loss": "mse", "impl": "lossplug", "ratio": 0.8, "target_size": True},
+        {"section": "elementwise", "loss": "mae", "impl": "lossplug", "ratio": 1.3, "target_size": True},
+        {"section": "memory", "loss": "lossplug dice (label map)", "ratio": 1.6},
+    ]
+    judged = {t["target"]: t for t in targets(rows)}
+    assert judged["torch loss <= 1.0x native time (checks on)"]["met"] == "1/2 (worst: mae)"
+    assert judged["peak memory of dice (label map) <= 1.5x F.cross_entropy"]["met"] == "no"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["jax", "tensorflow"])
+def test_keras_quick_subprocess(backend):
+    """The Keras part runs in its own process per backend and reports matching values."""
+    from benchmarks.__main__ import keras_rows
+
+    rows = keras_rows(backend, quick=True, log=print)
+    assert rows and all(r["section"] == f"keras-{backend}" for r in rows)
+    assert all(r["same_value"] for r in rows)

@@ -1,0 +1,385 @@
+"""The torch fast paths (lossplug._fast_torch, the one-hot-free Dice sums) give the reference values.
+
+Each fast path is checked against the float64 NumPy reference (lossplug.numpy) and against the
+composed formula's value and gradient; Dice on label maps also against a one-hot Dice written out
+here with NumPy and against MONAI. The chunked fused kernels only run on large inputs, so most
+tests lower ``FUSED_MIN_NUMEL`` and ``CHUNK`` to exercise them (several chunks, a partial last one).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import lossplug
+import lossplug.torch as lt
+from lossplug import _fast_torch
+from lossplug._backend import get_backend
+
+XP = get_backend("torch")
+
+ELEMENTWISE = [
+    ("mse", {}, "regression"),
+    ("mae", {}, "regression"),
+    ("huber", {"delta": 0.7}, "regression"),
+    ("bce", {}, "probabilities"),
+    ("bce", {"from_logits": True}, "logits"),
+    ("weighted_bce", {"pos_weight": 1.5, "neg_weight": 1.5}, "probabilities"),
+    ("weighted_bce", {"from_logits": True, "pos_weight": 2.0, "neg_weight": 0.5}, "logits"),
+    ("weighted_bce", {"from_logits": True, "pos_weight": 3.0, "neg_weight": 3.0}, "logits"),
+]
+IDS = [f"{n}-{'-'.join(f'{k}={v}' for k, v in kw.items())}" for n, kw, _ in ELEMENTWISE]
+
+
+@pytest.fixture
+def small_fused(monkeypatch):
+    """Fused kernels from 64 elements on, in chunks of 50 (so 161 elements are 4 chunks)."""
+    monkeypatch.setattr(_fast_torch, "FUSED_MIN_NUMEL", 64)
+    monkeypatch.setattr(_fast_torch, "CHUNK", 50)
+
+
+def _inputs(kind, shape=(7, 23), dtype=torch.float64, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    if kind == "regression":
+        return torch.randn(shape, generator=g, dtype=dtype), torch.randn(shape, generator=g, dtype=dtype)
+    y = torch.rand(shape, generator=g, dtype=dtype)
+    if kind == "logits":
+        return 3 * torch.randn(shape, generator=g, dtype=dtype), y
+    p = torch.rand(shape, generator=g, dtype=dtype) * 0.98 + 0.01
+    p[0, :3] = torch.tensor([0.0, 1.0, 1e-9], dtype=dtype)  # clipped: the gradient is 0 there
+    return p, y
+
+
+def _composed(module, x, y):
+    """The composed formula, as forward runs it without a fast path."""
+    loss, weight = module.terms(x, y)
+    return module._reduce(XP, loss, weight)
+
+
+def _value_and_grad(fn, x, y):
+    x = x.clone().requires_grad_()
+    value = fn(x, y)
+    value.backward()
+    return value, x.grad
+
+
+def _reference(name, kw, x, y, reduction):
+    return lossplug.get(name, reduction=reduction, **kw)(x.detach().double().numpy(), y.double().numpy())
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+@pytest.mark.parametrize(("name", "kw", "kind"), ELEMENTWISE, ids=IDS)
+def test_fused_value_and_gradient_match_reference(small_fused, name, kw, kind, reduction):
+    module = lossplug.get(name, framework="torch", reduction=reduction, **kw)
+    x, y = _inputs(kind)
+    value, grad = _value_and_grad(module, x, y)
+    assert "FusedElementwise" in type(value.grad_fn).__name__
+    np.testing.assert_allclose(value.item(), _reference(name, kw, x, y, reduction), rtol=1e-12)
+    composed_value, composed_grad = _value_and_grad(lambda a, b: _composed(module, a, b), x, y)
+    np.testing.assert_allclose(value.item(), composed_value.item(), rtol=1e-12)
+    torch.testing.assert_close(grad, composed_grad, rtol=1e-10, atol=1e-14)
+
+
+@pytest.mark.parametrize(("name", "kw", "kind"), ELEMENTWISE, ids=IDS)
+def test_fused_float32_close_to_float64_reference(small_fused, name, kw, kind):
+    module = lossplug.get(name, framework="torch", **kw)
+    x, y = _inputs(kind, shape=(40, 50), dtype=torch.float32)
+    value, grad = _value_and_grad(module, x, y)
+    assert "FusedElementwise" in type(value.grad_fn).__name__
+    # float32 rounds 1 - eps to 1 - 1.19e-7: the clipped terms differ from float64 by ~1e-5
+    np.testing.assert_allclose(value.item(), _reference(name, kw, x, y, "mean"), rtol=5e-5)
+    composed_value, composed_grad = _value_and_grad(lambda a, b: _composed(module, a, b), x, y)
+    np.testing.assert_allclose(value.item(), composed_value.item(), rtol=2e-6)
+    torch.testing.assert_close(grad, composed_grad, rtol=1e-5, atol=1e-9)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize(("name", "kw", "kind"), ELEMENTWISE, ids=IDS)
+def test_native_kernel_route_matches_reference(name, kw, kind, reduction):
+    """Without grad (or on small inputs) the route is a torch kernel: still the reference value."""
+    kw = dict(kw, label_smoothing=0.1) if "bce" in name else kw
+    module = lossplug.get(name, framework="torch", reduction=reduction, **kw)
+    x, y = _inputs(kind)
+    value, grad = _value_and_grad(lambda a, b: module(a, b).sum(), x, y)
+    assert "FusedElementwise" not in type(module(x.requires_grad_(), y).grad_fn).__name__
+    np.testing.assert_allclose(module(x, y).detach().numpy(), _reference(name, kw, x, y, reduction),
+                               rtol=1e-12)
+    _, composed_grad = _value_and_grad(lambda a, b: _composed(module, a, b).sum(), x.detach(), y)
+    torch.testing.assert_close(grad, composed_grad, rtol=1e-10, atol=1e-14)
+
+
+@pytest.mark.parametrize(("name", "kw", "kind"), ELEMENTWISE, ids=IDS)
+def test_fused_double_backward(small_fused, name, kw, kind):
+    module = lossplug.get(name, framework="torch", **kw)
+    x, y = _inputs(kind, shape=(9, 10))
+    if kind == "probabilities":
+        x = x.clamp(0.05, 0.95)  # finite differences must not cross the clip
+    x.requires_grad_()
+    assert torch.autograd.gradcheck(lambda a: module(a, y), (x,))
+    assert torch.autograd.gradgradcheck(lambda a: module(a, y), (x,))
+    # create_graph gives the same Hessian-vector product as the composed formula
+    v = torch.randn_like(x)
+    hvps = []
+    for fn in (module, lambda a, b: _composed(module, a, b)):
+        (g,) = torch.autograd.grad(fn(x, y), x, create_graph=True)
+        hvps.append(torch.autograd.grad((g * v).sum(), x)[0])
+    torch.testing.assert_close(hvps[0], hvps[1])
+
+
+def test_fused_backward_twice_with_retain_graph(small_fused):
+    x, y = _inputs("regression")
+    x.requires_grad_()
+    value = lt.HuberLoss()(x, y)
+    value.backward(retain_graph=True)
+    first = x.grad.clone()
+    value.backward()
+    torch.testing.assert_close(x.grad, 2 * first)
+
+
+def test_fused_scales_by_the_incoming_gradient(small_fused):
+    x, y = _inputs("logits")
+    _, grad = _value_and_grad(lambda a, b: _composed(lt.BCELoss(from_logits=True), a, b), x, y)
+    x.requires_grad_()
+    (3.0 * lt.BCELoss(from_logits=True)(x, y)).backward()
+    torch.testing.assert_close(x.grad, 3.0 * grad)
+
+
+def test_fused_not_used_when_the_target_needs_grad(small_fused):
+    x, y = _inputs("regression")
+    x.requires_grad_(), y.requires_grad_()
+    value = lt.MSELoss()(x, y)
+    assert "FusedElementwise" not in type(value.grad_fn).__name__
+    value.backward()
+    torch.testing.assert_close(y.grad, -x.grad)
+
+
+def test_a_subclass_overriding_terms_is_not_bypassed(small_fused):
+    class DoubledMSE(lt.MSELoss):
+        def terms(self, y_pred, y_true):
+            loss, weight = super().terms(y_pred, y_true)
+            return 2 * loss, weight
+
+    x, y = _inputs("regression")
+    x.requires_grad_()
+    np.testing.assert_allclose(DoubledMSE()(x, y).item(), 2 * lt.MSELoss()(x, y).item(), rtol=1e-12)
+
+
+# --- class losses and KL: torch's kernels with lossplug's reduction rules -------------------------
+
+
+def _class_inputs(shape=(6, 5, 4), soft=False, probs=False, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    x = 2 * torch.randn(shape, generator=g, dtype=torch.float64)
+    if probs:
+        x = torch.softmax(x, 1)
+    if soft:
+        y = torch.softmax(torch.randn(shape, generator=g, dtype=torch.float64), 1)
+    else:
+        y = torch.randint(0, shape[1], (shape[0],) + shape[2:], generator=g)
+    return x, y
+
+
+def _numpy_class_axis_last(x, y, labels):
+    xn = np.moveaxis(x.detach().numpy(), 1, -1)
+    yn = y.numpy() if labels else np.moveaxis(y.numpy(), 1, -1)
+    return xn, yn
+
+
+SPARSE = [
+    {},
+    {"class_weights": [1.0, 2.0, 0.5, 3.0, 1.0]},
+    {"ignore_index": 2},
+    {"class_weights": [1.0, 2.0, 0.5, 3.0, 1.0], "ignore_index": 0, "label_smoothing": 0.2},
+    {"label_smoothing": 0.1},
+]
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+@pytest.mark.parametrize("kw", SPARSE, ids=str)
+def test_sparse_ce_native_route(kw, reduction):
+    module = lt.SparseCategoricalCELoss(from_logits=True, reduction=reduction, **kw)
+    x, labels = _class_inputs()
+    value, grad = _value_and_grad(module, x, labels)
+    ref = lossplug.numpy.sparse_categorical_ce(
+        *_numpy_class_axis_last(x, labels, True), from_logits=True, reduction=reduction, **kw
+    )
+    np.testing.assert_allclose(value.item(), ref, rtol=1e-12)
+    _, composed_grad = _value_and_grad(lambda a, b: _composed(module, a, b), x, labels)
+    torch.testing.assert_close(grad, composed_grad)
+
+
+def test_sparse_ce_all_ignored_gives_zero_not_nan():
+    x, labels = _class_inputs()
+    value, grad = _value_and_grad(lt.SparseCategoricalCELoss(from_logits=True, ignore_index=3),
+                                  x, torch.full_like(labels, 3))
+    assert value.item() == 0.0
+    assert torch.all(grad == 0)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+@pytest.mark.parametrize("kw", [{}, {"class_weights": [1.0, 2.0, 0.5, 3.0, 1.0], "label_smoothing": 0.1}],
+                         ids=str)
+def test_categorical_ce_native_route(kw, reduction):
+    module = lt.CategoricalCELoss(from_logits=True, reduction=reduction, **kw)
+    x, y = _class_inputs(soft=True)
+    value, grad = _value_and_grad(module, x, y)
+    ref = lossplug.numpy.categorical_ce(
+        *_numpy_class_axis_last(x, y, False), from_logits=True, reduction=reduction, **kw
+    )
+    np.testing.assert_allclose(value.item(), ref, rtol=1e-12)
+    _, composed_grad = _value_and_grad(lambda a, b: _composed(module, a, b), x, y)
+    torch.testing.assert_close(grad, composed_grad)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+@pytest.mark.parametrize("from_logits", [True, False])
+def test_kl_div_native_route(from_logits, reduction):
+    module = lt.KLDivLoss(from_logits=from_logits, reduction=reduction)
+    x, p = _class_inputs(soft=True, probs=not from_logits)
+    p[0, :2] = 0.0  # zero-probability terms count 0
+    p = p / p.sum(1, keepdim=True)
+    value, grad = _value_and_grad(module, x, p)
+    ref = lossplug.numpy.kl_div(*_numpy_class_axis_last(x, p, False), from_logits=from_logits,
+                                reduction=reduction)
+    np.testing.assert_allclose(value.item(), ref, rtol=1e-12)
+    _, composed_grad = _value_and_grad(lambda a, b: _composed(module, a, b), x, p)
+    torch.testing.assert_close(grad, composed_grad)
+
+
+# --- Dice on label maps without a one-hot tensor --------------------------------------------------
+
+
+def _dice_by_hand(p, labels, *, squared, per_class, include_background, ignore_index, aggregation,
+                  class_weights, smooth=1e-5):
+    """Dice written out with an explicit one-hot mask, class axis 1, in NumPy."""
+    c = p.shape[1]
+    keep = np.ones(labels.shape) if ignore_index is None else (labels != ignore_index).astype(float)
+    clean = np.where(keep > 0, labels, 0)
+    y = np.moveaxis(np.eye(c)[clean], -1, 1) * keep[:, None]
+    p = p * keep[:, None]
+    if not include_background:
+        p, y = p[:, 1:], y[:, 1:]
+    axes = tuple(range(2, p.ndim)) if per_class else tuple(range(1, p.ndim))
+    inter = (p * y).sum(axes)
+    den = ((p**2).sum(axes) + (y**2).sum(axes)) if squared else (p.sum(axes) + y.sum(axes))
+    if aggregation == "batch":
+        inter, den = inter.sum(0), den.sum(0)
+    loss = 1 - (2 * inter + smooth) / (den + smooth)
+    if per_class:
+        w = np.ones(loss.shape[-1]) if class_weights is None else np.asarray(
+            class_weights if include_background else class_weights[1:])
+        loss = (loss * w).sum(-1) / w.sum()
+    return loss.mean()
+
+
+DICE = [
+    {},
+    {"per_class": True},
+    {"per_class": True, "include_background": False, "class_weights": [0.0, 1.0, 2.0, 1.0]},
+    {"ignore_index": 255},
+    {"ignore_index": 255, "per_class": True, "squared": False},
+    {"include_background": False, "aggregation": "batch"},
+    {"per_class": True, "aggregation": "batch", "ignore_index": 255, "include_background": False},
+]
+
+
+def _seg(shape=(3, 4, 5, 6), seed=2):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(shape, generator=g, dtype=torch.float64)
+    labels = torch.randint(0, shape[1], (shape[0],) + shape[2:], generator=g)
+    labels[0, 0, :3] = 255
+    labels[1] = 1  # a sample without background, and classes 0, 2, 3 empty there
+    return x, labels
+
+
+@pytest.mark.parametrize("kw", DICE, ids=str)
+def test_dice_label_map_torch_matches_one_hot_by_hand(kw):
+    x, labels = _seg()
+    if "ignore_index" not in kw:
+        labels = torch.where(labels == 255, 0, labels)
+    full = dict(squared=True, per_class=False, include_background=True, ignore_index=None,
+                aggregation="sample", class_weights=None) | kw
+    ref = _dice_by_hand(torch.softmax(x, 1).numpy(), labels.numpy(), **full)
+    module = lt.DiceLoss(from_logits=True, **kw)
+    value, grad = _value_and_grad(module, x, labels)
+    np.testing.assert_allclose(value.item(), ref, rtol=1e-12)
+    # the gradient is the one-hot formula's: compare with the mask path on the one-hot target
+    if "ignore_index" not in kw:
+        onehot = torch.nn.functional.one_hot(labels, 4).movedim(-1, 1).double()
+        masks = lt.DiceLoss(from_logits=True, activation="softmax", **kw)
+        _, mask_grad = _value_and_grad(masks, x, onehot)
+        torch.testing.assert_close(grad, mask_grad)
+
+
+@pytest.mark.parametrize("kw", DICE, ids=str)
+def test_dice_label_map_numpy_matches_one_hot_by_hand(kw):
+    x, labels = _seg()
+    if "ignore_index" not in kw:
+        labels = torch.where(labels == 255, 0, labels)
+    full = dict(squared=True, per_class=False, include_background=True, ignore_index=None,
+                aggregation="sample", class_weights=None) | kw
+    p = torch.softmax(x, 1).numpy()
+    ref = _dice_by_hand(p, labels.numpy(), **full)
+    value = lossplug.numpy.dice(np.moveaxis(p, 1, -1), labels.numpy(), **kw)
+    np.testing.assert_allclose(value, ref, rtol=1e-12)
+
+
+def test_dice_label_map_matches_monai():
+    monai_losses = pytest.importorskip("monai.losses")
+    x, labels = _seg((2, 3, 16, 16))
+    labels = torch.where(labels == 255, 0, labels)
+    ours = lt.DiceLoss(from_logits=True, per_class=True)(x, labels)
+    theirs = monai_losses.DiceLoss(
+        softmax=True, to_onehot_y=True, squared_pred=True, smooth_nr=1e-5, smooth_dr=1e-5
+    )(x, labels[:, None])
+    np.testing.assert_allclose(ours.item(), theirs.item(), rtol=1e-6)
+
+
+def test_sum_by_label_numpy_and_torch():
+    labels = np.array([[0, 2, 2, 1], [3, 3, 3, 0]])
+    values = np.array([[1.0, 2.0, 3.0, 4.0], [0.5, 0.25, 0.25, 8.0]])
+    expected = np.array([[1.0, 4.0, 5.0, 0.0], [8.0, 0.0, 0.0, 1.0]])
+    np.testing.assert_array_equal(get_backend("numpy").sum_by_label(values, labels, 4), expected)
+    out = XP.sum_by_label(torch.tensor(values), torch.tensor(labels), 4)
+    np.testing.assert_array_equal(out.numpy(), expected)
+
+
+# --- torch.compile: no graph breaks, eager values, fast paths selected or not ---------------------
+
+COMPILE = [
+    (lt.MSELoss(), "regression"),
+    (lt.MAELoss(reduction="sum"), "regression"),
+    (lt.HuberLoss(delta=0.5), "regression"),
+    (lt.BCELoss(), "probabilities"),
+    (lt.BCELoss(from_logits=True), "logits"),
+    (lt.WeightedBCELoss(from_logits=True, pos_weight=2.0), "logits"),
+]
+
+
+@pytest.mark.parametrize(("module", "kind"), COMPILE,
+                         ids=lambda v: v if isinstance(v, str) else type(v).__name__)
+def test_compile_fullgraph_skips_the_fused_function(small_fused, module, kind):
+    """Large enough for the fused kernel in eager mode; compiled, the native kernel runs instead."""
+    x, y = _inputs(kind)
+    eager, eager_grad = _value_and_grad(module, x, y)
+    assert "FusedElementwise" in type(eager.grad_fn).__name__
+    torch._dynamo.reset()
+    compiled = torch.compile(module, backend="eager", fullgraph=True)
+    value, grad = _value_and_grad(compiled, x, y)
+    torch.testing.assert_close(value, eager)
+    torch.testing.assert_close(grad, eager_grad)
+
+
+@pytest.mark.parametrize("module", [
+    lt.SparseCategoricalCELoss(from_logits=True, ignore_index=1, class_weights=[1.0, 2.0, 1.0, 1.0, 3.0]),
+    lt.DiceLoss(from_logits=True, per_class=True, include_background=False),
+], ids=lambda m: type(m).__name__)
+def test_compile_fullgraph_class_routes(module):
+    x, labels = _class_inputs()
+    eager, eager_grad = _value_and_grad(module, x, labels)
+    torch._dynamo.reset()
+    compiled = torch.compile(module, backend="eager", fullgraph=True)
+    value, grad = _value_and_grad(compiled, x, labels)
+    torch.testing.assert_close(value, eager)
+    torch.testing.assert_close(grad, eager_grad)
