@@ -85,4 +85,4 @@ def fit(cfg: DictConfig, split: Split, y_train: np.ndarray, y_test: np.ndarray, 
     return {"outputs": np.asarray(outputs, dtype=np.float32), "is_global_zero": True, "device": device(),
             "backend": f"keras {keras.__version__} / {keras.backend.backend()}", "precision": precision,
             "epochs": history.epoch[-1] + 1 if history.epoch else 0,
-            "csv": None if csv is None else csv.filename}
+            "csv": [] if csv is None else [csv.filename]}

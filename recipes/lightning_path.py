@@ -122,6 +122,19 @@ def _tensor(array: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(to_torch_layout(array)))
 
 
+def _keep_earlier_csv(csv_logger) -> list[str]:
+    """Lightning's CSVLogger rewrites ``metrics.csv`` when a run resumes in the same directory: move the
+    epochs logged before the interruption aside (``metrics.part<k>.csv``) so the report keeps them."""
+    if csv_logger is None:
+        return []
+    log_dir = Path(csv_logger.log_dir)
+    parts = sorted(log_dir.glob("metrics.part*.csv"))
+    current = log_dir / "metrics.csv"
+    if current.exists():
+        parts.append(current.rename(log_dir / f"metrics.part{len(parts)}.csv"))
+    return [str(p) for p in parts]
+
+
 def fit(cfg: DictConfig, split: Split, y_train: np.ndarray, y_test: np.ndarray, out_dir: Path) -> dict:
     """Train with Lightning; returns the test outputs (channels-last) and run facts."""
     torch.set_num_threads(int(cfg.threads))
@@ -139,14 +152,17 @@ def fit(cfg: DictConfig, split: Split, y_train: np.ndarray, y_test: np.ndarray, 
     loggers = [instantiate(c.lightning) for c in cfg.logger.values() if c.get("lightning")]
     callbacks = [instantiate(c) for c in (cfg.callbacks.get("lightning") or {}).values() if c]
     trainer = instantiate(cfg.trainer, logger=loggers, callbacks=callbacks, _convert_="partial")
+    csv_logger = next((lg for lg in loggers if isinstance(lg, L.pytorch.loggers.CSVLogger)), None)
+    csv_parts = _keep_earlier_csv(csv_logger) if cfg.resume else []
     trainer.fit(module, train, val, ckpt_path="last" if cfg.resume else None)
 
     module.eval()
     with torch.no_grad():
         outputs = torch.cat([module(x.to(module.device)).float().cpu()
                              for x in x_test.split(int(cfg.eval_batch_size))])
-    csv_logger = next((lg for lg in loggers if isinstance(lg, L.pytorch.loggers.CSVLogger)), None)
+    if csv_logger is not None:
+        csv_parts.append(str(Path(csv_logger.log_dir) / "metrics.csv"))
     return {"outputs": from_torch_layout(outputs.numpy()), "is_global_zero": trainer.is_global_zero,
             "device": str(trainer.strategy.root_device), "backend": f"torch {torch.__version__}",
             "precision": str(trainer.precision), "epochs": trainer.current_epoch,
-            "csv": None if csv_logger is None else str(Path(csv_logger.log_dir) / "metrics.csv")}
+            "csv": csv_parts}

@@ -10,14 +10,18 @@ import pandas as pd
 from hydra.experimental.callback import Callback
 
 
-def epoch_table(csv_path: str | Path, framework: str) -> pd.DataFrame:
-    """One row per epoch (0-based ``epoch``) from Lightning's or Keras's CSV log."""
-    table = pd.read_csv(csv_path)
+def epoch_table(csv_paths: list[str | Path], framework: str) -> pd.DataFrame:
+    """One row per epoch (0-based ``epoch``) from Lightning's or Keras's CSV logs.
+
+    ``csv_paths`` are in time order (a resumed Lightning run has the part before the interruption
+    first); for an epoch logged twice the later row wins.
+    """
+    table = pd.concat([pd.read_csv(p) for p in csv_paths], ignore_index=True)
     if framework == "torch":  # Lightning writes train and val rows separately: merge per epoch
         table = table.drop(columns=["step"], errors="ignore").groupby("epoch", as_index=False).last()
     else:  # Keras names the training loss "loss"
         table = table.rename(columns={"loss": "train_loss"})
-        table = table.drop_duplicates("epoch", keep="last")  # a resumed run re-logs its last epoch
+        table = table.drop_duplicates("epoch", keep="last")
     return table.sort_values("epoch").reset_index(drop=True)
 
 
@@ -46,10 +50,11 @@ def plot_curves(table: pd.DataFrame, path: Path, title: str) -> None:
     plt.close(fig)
 
 
-def write_run(out_dir: Path, summary: dict, csv_path: str | Path | None) -> dict:
-    """Write ``metrics.csv`` and ``curves.png`` (when there is a log) and ``summary.json``."""
-    if csv_path and Path(csv_path).exists():
-        table = epoch_table(csv_path, summary["framework"])
+def write_run(out_dir: Path, summary: dict, csv_paths: list[str | Path]) -> dict:
+    """Write ``metrics.csv`` and ``curves.png`` (when there is a CSV log) and ``summary.json``."""
+    csv_paths = [p for p in csv_paths if Path(p).exists()]
+    if csv_paths:
+        table = epoch_table(csv_paths, summary["framework"])
         table.to_csv(out_dir / "metrics.csv", index=False)
         title = f"{summary['task']} · {summary['loss']} · {summary['framework']} ({summary['backend']})"
         plot_curves(table, out_dir / "curves.png", title)
