@@ -49,6 +49,9 @@ class LossClass(LossAdapter, keras.losses.Loss):
         self._store_params(params)
 
     def call(self, y_true, y_pred):
+        # Loss.__call__ turns a Python list into a list of scalar tensors; stack it back.
+        y_true = keras.ops.convert_to_tensor(y_true, dtype=self.dtype)
+        y_pred = keras.ops.convert_to_tensor(y_pred, dtype=self.dtype)
         y_true, y_pred = self._match_rank(y_true, y_pred)
         y_true = self._check(_xp, y_pred, y_true)
         loss, weight = self.terms(y_true, y_pred)
