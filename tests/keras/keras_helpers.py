@@ -197,3 +197,46 @@ def cases():
 
 def case_ids():
     return [f"{name}[{param_id(case)}]" for name, case in cases()]
+
+
+# Non-default hyperparameters for every loss, and the model head and data that fit them.
+NON_DEFAULT = {
+    "mse": {"reduction": "sum"},
+    "mae": {"name": "my_mae"},
+    "huber": {"delta": 0.3},
+    "bce": {"from_logits": True, "label_smoothing": 0.1, "eps": 1e-5},
+    "weighted_bce": {"pos_weight": 3.0, "neg_weight": 0.5, "from_logits": True},
+    "categorical_ce": {"from_logits": True, "class_weights": [1.0, 2.0, 0.5], "label_smoothing": 0.05},
+    "sparse_categorical_ce": {"from_logits": True, "class_weights": [0.5, 1.0, 2.0], "ignore_index": -1},
+    "dice": {"smooth": 0.5, "squared": False, "per_class": True, "class_weights": [1.0, 2.0, 3.0]},
+    "kl_div": {"from_logits": True, "axis": -1},
+}
+
+
+def tiny_data(name: str, n: int = 8, seed: int = 0):
+    """``(x, y)`` for a 4-feature model whose head has 3 outputs; y fits loss ``name``."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 4)).astype("float32")
+    labels = rng.integers(0, 3, size=n)
+    if name in ("mse", "mae", "huber"):
+        y = rng.normal(size=(n, 3))
+    elif name in ("bce", "weighted_bce"):
+        y = rng.integers(0, 2, size=(n, 3))
+    elif name == "sparse_categorical_ce":
+        y = np.where(np.arange(n) == 0, -1, labels)  # one ignored target
+    elif name == "kl_div":
+        y = rng.dirichlet(np.ones(3), size=n)
+    else:  # categorical_ce, dice: one-hot
+        y = np.eye(3)[labels]
+    return x, y.astype("float32")
+
+
+def tiny_model(name: str, params: dict):
+    activation = None
+    if name == "dice" or (name in ("bce", "weighted_bce") and not params.get("from_logits")):
+        activation = "sigmoid"
+    if name in ("categorical_ce", "sparse_categorical_ce", "kl_div") and not params.get("from_logits"):
+        activation = "softmax"
+    return keras.Sequential(
+        [keras.Input((4,)), keras.layers.Dense(3, activation=activation, kernel_initializer="ones")]
+    )

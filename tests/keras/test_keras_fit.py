@@ -5,8 +5,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
-from keras_helpers import BACKEND, CLASSES, NAMES, call, reference
-from test_keras_saving import NON_DEFAULT, tiny_data, tiny_model
+from keras_helpers import BACKEND, CLASSES, NAMES, NON_DEFAULT, call, reference, tiny_data, tiny_model
 
 import lossplug.keras as lk
 
