@@ -297,3 +297,15 @@ def test_float64_dtype_is_used():
     if keras.backend.backend() == "tensorflow":  # the one backend whose reductions keep float64
         assert keras.backend.standardize_dtype(out.dtype) == "float64"
         assert float(keras.ops.convert_to_numpy(out)) == pytest.approx(0.81, rel=1e-15)
+
+
+@pytest.mark.parametrize("name", ["mse", "mae", "huber", "bce", "weighted_bce"])
+def test_elementwise_losses_take_keras_n_targets_against_n_by_1_outputs(name):
+    # Keras's habit: y of shape (N,) against a one-unit head (N, 1), in either order
+    y_true, y_pred = make_inputs(name, {}, (6,), np.random.default_rng(4))
+    expected = reference(name, y_true, y_pred)
+    loss = CLASSES[name]()
+    np.testing.assert_allclose(call(loss, y_true, y_pred[:, None]), expected, rtol=1e-5)
+    np.testing.assert_allclose(call(loss, y_true[:, None], y_pred), expected, rtol=1e-5)
+    with pytest.raises(ValueError, match="never broadcasts"):
+        call(loss, y_true[:, None], np.stack([y_pred, y_pred], 1))
