@@ -80,7 +80,7 @@ def main(argv=None) -> int:
     info["seconds"] = round(time.perf_counter() - start, 1)
 
     chart_name = "benchmarks.png"
-    has_chart = report.chart(rows, out / chart_name)
+    has_chart = report.chart(rows, out / chart_name, key=report.judged_ratio(device))
     text = report.markdown(rows, info, command, chart_name if has_chart else None)
     (out / "benchmarks.md").write_text(text + "\n")
     (out / "benchmarks.json").write_text(json.dumps({"machine": info, "rows": rows}, indent=1) + "\n")

@@ -113,6 +113,7 @@ def rows(quick: bool) -> list[dict]:
                     "median_ms": 1e3 * t.median, "rounds": t.rounds,
                     "ratio": t.best / timings["keras"].best,
                     "median_ratio": t.median / timings["keras"].median, "baseline": "keras",
+                    "cpu_ms": 1e3 * t.best_cpu, "cpu_ratio": t.best_cpu / timings["keras"].best_cpu,
                     "value": values[impl],
                     "same_value": math.isclose(values[impl], values["keras"], rel_tol=1e-3, abs_tol=1e-5),
                     "target_size": n == 4_000_000 or (quick and n == sizes[-1]),

@@ -46,9 +46,14 @@ def _at_target(rows, section, impl):
     return [r for r in rows if r["section"] == section and r["impl"] == impl and r.get("target_size")]
 
 
-def targets(rows: list[dict]) -> list[dict]:
-    """Each target of the issue: what was measured (best-of-N ratios) and whether it is met."""
+def targets(rows: list[dict], key: str = "ratio") -> list[dict]:
+    """Each target of the issue: what was measured and whether it is met.
+
+    ``key`` names the ratio judged: ``"ratio"`` (best wall-clock time over the baseline's) or
+    ``"cpu_ratio"`` (best process CPU time, steadier on a shared machine).
+    """
     out = []
+    rows = [dict(r, ratio=r.get(key, r.get("ratio"))) if r.get("section") != "memory" else r for r in rows]
 
     def add(target, measured, met):
         out.append({"target": target, "measured": measured, "met": met})
@@ -118,14 +123,20 @@ def _table(header, lines):
 
 def _timing_table(rows):
     return _table(
-        ["loss", "shape", "implementation", "best ms", "median ms", "ratio (best)", "ratio (median)",
-         "same value"],
-        [[r["loss"], r["shape"], r["impl"], r["best_ms"], r["median_ms"], r["ratio"],
-          r.get("median_ratio"), r.get("same_value")] for r in rows],
+        ["loss", "shape", "implementation", "best ms", "median ms", "best CPU ms", "ratio (best)",
+         "ratio (median)", "ratio (CPU)", "same value"],
+        [[r["loss"], r["shape"], r["impl"], r["best_ms"], r["median_ms"], r.get("cpu_ms"), r["ratio"],
+          r.get("median_ratio"), r.get("cpu_ratio"), r.get("same_value")] for r in rows],
     )
 
 
+def judged_ratio(device: str) -> str:
+    """The ratio the targets are judged on: CPU time on a (shared) CPU, wall clock on a GPU."""
+    return "cpu_ratio" if device == "cpu" else "ratio"
+
+
 def markdown(rows: list[dict], info: dict, command: str, chart: str | None) -> str:
+    key = judged_ratio(info["device"])
     versions = ", ".join(f"{k} {v}" for k, v in info["versions"].items())
     device = info["device"] + (f" ({info['gpu']})" if "gpu" in info else "")
     parts = [
@@ -144,12 +155,16 @@ def markdown(rows: list[dict], info: dict, command: str, chart: str | None) -> s
         "timed interleaved in one process: every round calls each candidate once. *Ratio* is the "
         "candidate's time over the baseline's (`native`: torch.nn.functional, MONAI for Dice, the "
         "Keras built-in for Keras) for the same inputs; below 1 is faster. `lossplug (no checks)` runs "
-        "inside `lossplug.value_checks(False)`; `hand` is the composed formula a user would write.",
+        "inside `lossplug.value_checks(False)`; `hand` is the composed formula a user would write. "
+        "Each row gives the best and the median wall-clock time of its rounds and the best process "
+        "CPU time (all threads); on a shared CPU the CPU time is the steadier figure, so the targets "
+        "below are judged on it (on a GPU, on the best wall-clock time).",
         "",
         "## Targets",
         "",
-        _table(["target", "measured (ratio, best of N)", "met"],
-               [[t["target"], t["measured"], t["met"]] for t in targets(rows)]),
+        _table([f"target (judged on {'CPU time' if key == 'cpu_ratio' else 'wall-clock time'})",
+                "measured (ratio, best of N)", "met"],
+               [[t["target"], t["measured"], t["met"]] for t in targets(rows, key)]),
         "",
     ]
     if chart:
@@ -196,9 +211,10 @@ def markdown(rows: list[dict], info: dict, command: str, chart: str | None) -> s
             "## Training step", "",
             "One optimiser step (zero_grad, forward, loss, backward, Adam), per step; the native loss "
             "is torch's (MONAI's Dice for segmentation).", "",
-            _table(["recipe", "loss", "best ms", "median ms", "ratio (best)", "ratio (median)"],
-                   [[r["loss"], r["impl"], r["best_ms"], r["median_ms"], r["ratio"], r["median_ratio"]]
-                    for r in train]),
+            _table(["recipe", "loss", "best ms", "median ms", "best CPU ms", "ratio (best)",
+                    "ratio (median)", "ratio (CPU)"],
+                   [[r["loss"], r["impl"], r["best_ms"], r["median_ms"], r.get("cpu_ms"), r["ratio"],
+                     r["median_ratio"], r.get("cpu_ratio")] for r in train]),
             "",
         ]
     errors = [r for r in rows if r["section"] == "error"]
@@ -210,7 +226,7 @@ def markdown(rows: list[dict], info: dict, command: str, chart: str | None) -> s
 # --- the chart ------------------------------------------------------------------------------------
 
 
-def chart(rows: list[dict], path) -> bool:
+def chart(rows: list[dict], path, key: str = "ratio") -> bool:
     """Bars of lossplug's time over the baseline's: torch at the target size, Dice per C, Keras."""
     import matplotlib
 
@@ -233,13 +249,13 @@ def chart(rows: list[dict], path) -> bool:
     for ax, (title, sec, series) in zip(axes[0], panels, strict=True):
         if title.startswith("Keras"):
             labels = sorted({r["loss"] for r in sec}, key=[r["loss"] for r in sec].index)
-            values = [[next((r["ratio"] for r in sec if r["loss"] == lab and r["impl"] == "lossplug"
+            values = [[next((r[key] for r in sec if r["loss"] == lab and r["impl"] == "lossplug"
                              and r["section"] == f"keras-{s}"), float("nan")) for lab in labels]
                       for s in series]
         else:
-            key = "shape" if title.startswith("Dice") else "loss"
-            labels = sorted({r[key] for r in sec}, key=[r[key] for r in sec].index)
-            values = [[next((r["ratio"] for r in sec if r[key] == lab and r["impl"] == s), float("nan"))
+            group = "shape" if title.startswith("Dice") else "loss"
+            labels = sorted({r[group] for r in sec}, key=[r[group] for r in sec].index)
+            values = [[next((r[key] for r in sec if r[group] == lab and r["impl"] == s), float("nan"))
                        for lab in labels] for s in series]
         width = 0.8 / len(series)
         for i, (s, vals) in enumerate(zip(series, values, strict=True)):
@@ -247,7 +263,8 @@ def chart(rows: list[dict], path) -> bool:
         ax.axvline(1.0, color="black", lw=1)
         ax.set_yticks([j + width * (len(series) - 1) / 2 for j in range(len(labels))], labels, fontsize=8)
         ax.invert_yaxis()
-        ax.set_xlabel("time / baseline time (best of N; < 1 is faster)")
+        clock = "CPU" if key == "cpu_ratio" else "wall-clock"
+        ax.set_xlabel(f"{clock} time / baseline's (best of N; < 1 is faster)")
         ax.set_title(title)
         ax.legend(fontsize=8)
     fig.tight_layout()

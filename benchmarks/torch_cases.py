@@ -246,6 +246,7 @@ def run_case(case: Case, *, rounds, budget_s, device, memory=False) -> list[dict
             "section": case.section, "loss": case.loss, "shape": case.shape, "numel": x0.numel(),
             "impl": name, "best_ms": 1e3 * t.best, "median_ms": 1e3 * t.median, "rounds": t.rounds,
             "ratio": t.best / base, "median_ratio": t.median / timings[case.baseline].median,
+            "cpu_ms": 1e3 * t.best_cpu, "cpu_ratio": t.best_cpu / timings[case.baseline].best_cpu,
             "baseline": case.baseline, "value": values[name],
             "same_value": math.isclose(values[name], ref, rel_tol=1e-4, abs_tol=1e-6)
             if name != "F.cross_entropy" else None,
@@ -335,7 +336,7 @@ def compile_rows(device, backend="aot_eager", names=None) -> list[dict]:
         eager.backward()
         rows.append({
             "section": "compile", "loss": name, "graph_breaks": explained.graph_break_count,
-            "abs_diff": float((value - eager).abs()),
+            "abs_diff": float((value - eager).detach().abs()),
             "grad_diff": float((xc.grad - xe.grad).abs().max()), "backend": backend,
         })
     torch._dynamo.reset()
@@ -405,6 +406,7 @@ def train_rows(device, *, rounds, budget_s, steps_per_sample=10, monai=True) -> 
                 "section": "train", "loss": recipe, "impl": name,
                 "best_ms": 1e3 * t.best / steps_per_sample, "median_ms": 1e3 * t.median / steps_per_sample,
                 "ratio": t.best / base.best, "median_ratio": t.median / base.median, "rounds": t.rounds,
+                "cpu_ms": 1e3 * t.best_cpu / steps_per_sample, "cpu_ratio": t.best_cpu / base.best_cpu,
                 "baseline": "native",
             })
     return rows

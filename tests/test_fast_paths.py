@@ -383,3 +383,33 @@ def test_compile_fullgraph_class_routes(module):
     value, grad = _value_and_grad(compiled, x, labels)
     torch.testing.assert_close(value, eager)
     torch.testing.assert_close(grad, eager_grad)
+
+
+def test_fused_bce_logits_keeps_precision_on_confident_logits(small_fused):
+    """Confident, correct logits: each term is ~1e-7; forming it per element keeps float32 exact."""
+    g = torch.Generator().manual_seed(3)
+    y = (torch.rand(40, 50, generator=g) > 0.5).float()
+    x = (2 * y - 1) * (12 + 4 * torch.rand(40, 50, generator=g))
+    value, _ = _value_and_grad(lt.BCELoss(from_logits=True), x, y)
+    assert "FusedElementwise" in type(value.grad_fn).__name__
+    ref = lossplug.numpy.bce(x.double().numpy(), y.double().numpy(), from_logits=True)
+    np.testing.assert_allclose(value.item(), ref, rtol=1e-5)
+
+
+@pytest.mark.parametrize(("kw", "bad"), [({}, "y_pred"), ({}, "y_true"), ({"from_logits": True}, "y_true")])
+def test_fused_pass_raises_the_value_check_errors(small_fused, kw, bad):
+    """The range checks run inside the fused pass and raise what the composed path raises."""
+    x, y = _inputs("logits" if kw else "probabilities")
+    if bad == "y_pred":
+        x[3, 4] = 1.5
+    else:
+        y[2, 2] = -0.25
+    module = lt.BCELoss(**kw)
+    with pytest.raises(ValueError) as composed:
+        lt.BCELoss(**kw)(x, y)  # no grad: the native-kernel route, checks before computing
+    with pytest.raises(ValueError) as fused:
+        module(x.clone().requires_grad_(), y)
+    assert str(fused.value) == str(composed.value)
+    assert bad in str(fused.value)
+    with lossplug.value_checks(False):
+        module(x.clamp(0, 1).requires_grad_() if bad == "y_pred" else x.clone().requires_grad_(), y)

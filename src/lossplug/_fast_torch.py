@@ -41,13 +41,55 @@ _xp = get_backend("torch")
 def fast_loss(module, y_pred: torch.Tensor, y_true: torch.Tensor):
     """The reduced loss by a fast path, or ``None`` where the composed formula must run.
 
-    ``y_true`` has passed the shape and value checks. The caller makes sure ``module.terms`` is
-    not overridden.
+    Runs the input checks itself: the shape checks first, the value checks just before a fast path
+    computes (inside the fused pass for BCE: one read of the inputs instead of two). When it
+    returns ``None`` no value check has run. The caller makes sure ``module.terms`` is not
+    overridden.
     """
     if module.reduction == "none":
         return None
     route = _ROUTES.get(module.spec.name)
-    return None if route is None else route(module, y_pred, y_true)
+    if route is None:
+        return None
+    params = module.params()
+    axis = _core.formula_params(module.spec, _xp, y_pred, params, "torch").get("axis")
+    y_true = _core.check_shapes(module.spec, _xp, y_pred, y_true, params, axis)
+    return route(module, y_pred, y_true, _Checks(module.spec, y_pred, y_true, params, axis))
+
+
+class _Checks:
+    """lossplug's value checks for one call: run them now, or from ranges taken in the fused pass."""
+
+    def __init__(self, spec, y_pred, y_true, params, axis):
+        self.spec, self.y_pred, self.y_true, self.params, self.axis = spec, y_pred, y_true, params, axis
+        self.active = _core._VALUE_CHECKS and _xp.is_concrete(y_pred) and "from_logits" in params
+        self.needs_pred = self.active and not params["from_logits"] and not params.get("log_input")
+
+    def __call__(self):
+        _core.check_values(self.spec, _xp, self.y_pred, self.y_true, self.params, self.axis)
+
+    def from_ranges(self, ranges):
+        """``ranges``: one row per chunk, ``[min y_true, max y_true, min y_pred, max y_pred]``."""
+        lo = ranges[:, 0::2].amin(0).tolist()
+        hi = ranges[:, 1::2].amax(0).tolist()
+        known = {id(self.y_true): (lo[0], hi[0]), id(self.y_pred): (lo[1], hi[1])}
+        _core.check_values(self.spec, _KnownRanges(known), self.y_pred, self.y_true, self.params, self.axis)
+
+
+class _KnownRanges:
+    """The backend ``_core.check_values`` needs, answering ``minmax`` from ranges already taken."""
+
+    def __init__(self, known):
+        self._known = known
+
+    def is_concrete(self, x):
+        return True
+
+    def shape(self, x):
+        return tuple(x.shape)
+
+    def minmax(self, x):
+        return self._known[id(x)]
 
 
 # --- the fused chunked kernels ------------------------------------------------------------------
@@ -113,7 +155,8 @@ def _chunk_step(kind: str, xc, yc, gc, s1, s2, s3, sums, opts):
             torch.abs(xc, out=s1)
             s1.neg_().exp_().log1p_()
             torch.clamp(xc, min=0.0, out=s2)
-            s1.add_(s2).addcmul_(yc, xc, value=-1.0)
+            s2.addcmul_(yc, xc, value=-1.0)  # first, so a confident logit cancels to exactly 0
+            s1.add_(s2)
             torch.sum(s1, dim=0, out=sums[0])
             torch.sigmoid(xc, out=gc)
             gc.sub_(yc).mul_(pos * gscale)
@@ -139,8 +182,12 @@ def _chunk_step(kind: str, xc, yc, gc, s1, s2, s3, sums, opts):
         gc.sub_(yc).div_(s2).mul_(s1).mul_(gscale)
 
 
-def _run_chunks(kind, x, y, scale, opts):
-    """The chunk loop: the loss sums (two per chunk) and the gradient (scaled, shaped like ``x``)."""
+def _run_chunks(kind, x, y, scale, opts, checks=None):
+    """The chunk loop: the loss sums (two per chunk) and the gradient (scaled, shaped like ``x``).
+
+    With active ``checks``, each chunk's range is taken while it is in cache and the checks run
+    on them after the loop (raising the same ``ValueError`` as before a composed computation).
+    """
     flat_x, flat_y = x.view(-1), y.view(-1)
     n = flat_x.numel()
     weight = opts["neg_weight"] if kind == "bce_probs" else 1.0
@@ -149,11 +196,19 @@ def _run_chunks(kind, x, y, scale, opts):
     size = min(CHUNK, n)
     scratch = torch.empty(3, size, dtype=x.dtype, device=x.device)
     sums = torch.zeros((n + CHUNK - 1) // CHUNK, 2, dtype=x.dtype, device=x.device)
+    checks = checks if checks is not None and checks.active else None
+    ranges = torch.zeros((n + CHUNK - 1) // CHUNK, 4, dtype=x.dtype) if checks else None
     for i, start in enumerate(range(0, n, CHUNK)):
         stop = min(start + CHUNK, n)
+        xc, yc = flat_x[start:stop], flat_y[start:stop]
+        if checks:
+            torch.aminmax(yc, out=(ranges[i, 0], ranges[i, 1]))
+            if checks.needs_pred:
+                torch.aminmax(xc, out=(ranges[i, 2], ranges[i, 3]))
         s1, s2, s3 = (buf[: stop - start] for buf in scratch)
-        _chunk_step(kind, flat_x[start:stop], flat_y[start:stop], grad[start:stop], s1, s2, s3,
-                    sums[i], chunk_opts)
+        _chunk_step(kind, xc, yc, grad[start:stop], s1, s2, s3, sums[i], chunk_opts)
+    if checks:
+        checks.from_ranges(ranges)
     return sums, grad.view_as(x)
 
 
@@ -161,8 +216,8 @@ class _FusedElementwise(torch.autograd.Function):
     """Loss and gradient in one chunked pass over the inputs; see the module docstring."""
 
     @staticmethod
-    def forward(ctx, x, y, kind, scale, opts):
-        sums, grad = _run_chunks(kind, x, y, scale, opts)
+    def forward(ctx, x, y, kind, scale, opts, checks):
+        sums, grad = _run_chunks(kind, x, y, scale, opts, checks)
         ctx.save_for_backward(x, y)
         ctx.kind, ctx.scale, ctx.opts, ctx.grad = kind, scale, opts, grad
         # the loss is scale * weight * (sum of the chunk sums); BCE on probabilities sums -loss
@@ -174,42 +229,47 @@ class _FusedElementwise(torch.autograd.Function):
         grad, ctx.grad = ctx.grad, None  # handed over: autograd may keep it as x.grad, no copy
         if torch.is_grad_enabled():  # create_graph: a gradient that is itself differentiable
             x, y = ctx.saved_tensors
-            return _grad_formula(ctx.kind, x, y, ctx.opts) * (grad_output * ctx.scale), *(None,) * 4
+            return _grad_formula(ctx.kind, x, y, ctx.opts) * (grad_output * ctx.scale), *(None,) * 5
         if grad is None:  # a second backward through a retained graph: the same chunks again
             x, y = ctx.saved_tensors
             grad = _run_chunks(ctx.kind, x, y, ctx.scale, ctx.opts)[1]
         if grad_output.item() != 1.0:  # CPU only, so no device sync
             grad.mul_(grad_output)
-        return grad, *(None,) * 4
+        return grad, *(None,) * 5
 
 
-def _fused(kind, x, y, reduction, **opts):
-    scale = 1.0 / x.numel() if reduction == "mean" else 1.0
-    return _FusedElementwise.apply(x, y, kind, scale, opts)
+def _fused(kind, x, y, reduction, checks, **opts):
+    """The fused kernel; the value checks run inside its pass (BCE) or before it (the others)."""
+    if kind.startswith("bce"):
+        return _FusedElementwise.apply(x, y, kind, 1.0 / x.numel() if reduction == "mean" else 1.0,
+                                       opts, checks)
+    checks()
+    return _FusedElementwise.apply(x, y, kind, 1.0 / x.numel() if reduction == "mean" else 1.0,
+                                   opts, None)
 
 
 # --- routes: one per registry name --------------------------------------------------------------
 
 
-def _mse(m, x, y):
+def _mse(m, x, y, checks):
     if _fusable(x, y):
-        return _fused("mse", x, y, m.reduction)
+        return _fused("mse", x, y, m.reduction, checks)
     return F.mse_loss(x, y, reduction=m.reduction)
 
 
-def _mae(m, x, y):
+def _mae(m, x, y, checks):
     if _fusable(x, y):
-        return _fused("mae", x, y, m.reduction)
+        return _fused("mae", x, y, m.reduction, checks)
     return F.l1_loss(x, y, reduction=m.reduction)
 
 
-def _huber(m, x, y):
+def _huber(m, x, y, checks):
     if _fusable(x, y):
-        return _fused("huber", x, y, m.reduction, delta=m.delta)
+        return _fused("huber", x, y, m.reduction, checks, delta=m.delta)
     return F.huber_loss(x, y, reduction=m.reduction, delta=m.delta)
 
 
-def _bce_like(m, x, y, pos, neg):
+def _bce_like(m, x, y, checks, pos, neg):
     if not y.is_floating_point():
         y = y.to(x.dtype)
     ls = m.label_smoothing
@@ -219,8 +279,9 @@ def _bce_like(m, x, y, pos, neg):
         if ls == 0 and _fusable(x, y):
             pw = None if pos == neg else torch.tensor(pos / neg, dtype=x.dtype)
             return _fused(
-                "bce_logits", x, y, m.reduction, pos_weight=pos, neg_weight=neg, pw_tensor=pw
+                "bce_logits", x, y, m.reduction, checks, pos_weight=pos, neg_weight=neg, pw_tensor=pw
             )
+        checks()
         if ls:
             y = y * (1.0 - ls) + 0.5 * ls
         pw = None if pos == neg else torch.tensor(pos / neg, dtype=x.dtype, device=x.device)
@@ -229,19 +290,20 @@ def _bce_like(m, x, y, pos, neg):
     if pos != neg:
         return None
     if ls == 0 and _fusable(x, y):
-        return _fused("bce_probs", x, y, m.reduction, eps=m.eps, pos_weight=pos, neg_weight=neg)
+        return _fused("bce_probs", x, y, m.reduction, checks, eps=m.eps, pos_weight=pos, neg_weight=neg)
+    checks()
     if ls:
         y = y * (1.0 - ls) + 0.5 * ls
     out = F.binary_cross_entropy(torch.clamp(x, m.eps, 1.0 - m.eps), y, reduction=m.reduction)
     return out if pos == 1.0 else pos * out
 
 
-def _bce(m, x, y):
-    return _bce_like(m, x, y, 1.0, 1.0)
+def _bce(m, x, y, checks):
+    return _bce_like(m, x, y, checks, 1.0, 1.0)
 
 
-def _weighted_bce(m, x, y):
-    return _bce_like(m, x, y, m.pos_weight, m.neg_weight)
+def _weighted_bce(m, x, y, checks):
+    return _bce_like(m, x, y, checks, m.pos_weight, m.neg_weight)
 
 
 def _class_axis_is_1(m, x):
@@ -252,9 +314,10 @@ def _weights(m, x):
     return None if m.class_weights is None else m.class_weights.to(device=x.device, dtype=x.dtype)
 
 
-def _sparse_ce(m, x, labels):
+def _sparse_ce(m, x, labels, checks):
     if not (m.from_logits and _class_axis_is_1(m, x)):
         return None  # probabilities: the formula already gathers first (N values, not N x C)
+    checks()
     labels = labels.long()
     w = _weights(m, x)
     ignore = -100 if m.ignore_index is None else m.ignore_index
@@ -271,9 +334,10 @@ def _sparse_ce(m, x, labels):
     return _core._safe_ratio(_xp, total, den)
 
 
-def _categorical_ce(m, x, y):
+def _categorical_ce(m, x, y, checks):
     if not (m.from_logits and m.ignore_index is None and _class_axis_is_1(m, x)):
         return None
+    checks()
     w = _weights(m, x)
     total = F.cross_entropy(x, y, weight=w, label_smoothing=m.label_smoothing, reduction="sum")
     if m.reduction == "sum":
@@ -284,9 +348,10 @@ def _categorical_ce(m, x, y):
     return _core._safe_ratio(_xp, total, torch.dot(per_class, w))
 
 
-def _kl_div(m, q, p):
+def _kl_div(m, q, p, checks):
     if m.log_input or not _class_axis_is_1(m, q):
         return None  # log_input may hold -inf where p = 0; the formula's where() handles that
+    checks()
     log_q = F.log_softmax(q, dim=1) if m.from_logits else torch.log(torch.clamp(q, m.eps, 1.0))
     total = F.kl_div(log_q, p, reduction="sum")
     return total if m.reduction == "sum" else total / (q.numel() // q.shape[1])

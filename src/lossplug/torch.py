@@ -59,11 +59,11 @@ class LossModule(LossAdapter, nn.Module):
 
     def forward(self, y_pred: torch.Tensor, y_true: torch.Tensor) -> torch.Tensor:
         y_pred, y_true = _as_tensors(y_pred, y_true)
-        y_true = self._check(_xp, y_pred, y_true)
         if type(self).terms is LossModule.terms:  # a subclass's own terms always run
-            fast = fast_loss(self, y_pred, y_true)
+            fast = fast_loss(self, y_pred, y_true)  # checks the inputs itself
             if fast is not None:
                 return fast
+        y_true = self._check(_xp, y_pred, y_true)
         loss, weight = self.terms(y_pred, y_true)
         return self._reduce(_xp, loss, weight)
 
