@@ -413,3 +413,15 @@ def test_fused_pass_raises_the_value_check_errors(small_fused, kw, bad):
     assert bad in str(fused.value)
     with lossplug.value_checks(False):
         module(x.clamp(0, 1).requires_grad_() if bad == "y_pred" else x.clone().requires_grad_(), y)
+
+
+@pytest.mark.parametrize("kw", [{"per_class": True}, {"ignore_index": 255, "squared": False},
+                                {"include_background": False}], ids=str)
+def test_dice_label_map_double_backward(kw):
+    x, labels = _seg((2, 3, 3, 4))
+    if "ignore_index" not in kw:
+        labels = torch.where(labels == 255, 0, labels)
+    module = lt.DiceLoss(from_logits=True, **kw)
+    x.requires_grad_()
+    assert torch.autograd.gradcheck(lambda a: module(a, labels), (x,))
+    assert torch.autograd.gradgradcheck(lambda a: module(a, labels), (x,))

@@ -367,3 +367,59 @@ _ROUTES = {
     "categorical_ce": _categorical_ce,
     "kl_div": _kl_div,
 }
+
+
+# --- Dice on label maps: per-class sums without a one-hot tensor ----------------------------------
+
+
+def label_class_sums(p, labels, weights, num_classes: int, squared: bool):
+    """Per-class Dice sums of ``p`` (class axis 1) against an integer label map, each ``(N, C)``.
+
+    ``intersection[n, c]`` = sum of w * p_c over positions labelled c; ``p_terms`` = sum of p_c^2
+    (or p_c) over all positions; ``y_terms[n, c]`` = sum of w over positions labelled c (a one-hot
+    y has y^2 = y). ``weights`` (``None`` = 1) zero the positions that do not count. In eager mode
+    a custom autograd function does it in a gather and two bincounts, and its backward writes the
+    gradient in one multiply and one scatter; under ``torch.compile`` the same sums are composed.
+    """
+    n = p.shape[0]
+    p3, l2 = p.reshape(n, num_classes, -1), labels.reshape(n, -1)
+    w2 = None if weights is None else weights.reshape(n, -1).to(p.dtype)
+    if torch.compiler.is_compiling():
+        at = p3.gather(1, l2[:, None]).squeeze(1)
+        ones = w2 if w2 is not None else torch.ones_like(at)
+        zeros = p3.new_zeros((n, num_classes))
+        inter = zeros.scatter_add(1, l2, at if w2 is None else at * w2)
+        p_terms = (p3 * p3).sum(-1) if squared else p3.sum(-1)
+        return inter, p_terms, zeros.scatter_add(1, l2, ones)
+    return _LabelClassSums.apply(p3, l2, w2, squared)
+
+
+class _LabelClassSums(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, p3, l2, w2, squared):
+        n, c, _ = p3.shape
+        at = p3.gather(1, l2[:, None]).reshape(n, -1)
+        if w2 is not None:
+            at = at * w2
+        index = (l2 + c * torch.arange(n, device=l2.device)[:, None]).reshape(-1)
+        flat_w = None if w2 is None else w2.reshape(-1)
+        inter = torch.bincount(index, at.reshape(-1), n * c).to(p3.dtype).view(n, c)
+        y_terms = torch.bincount(index, flat_w, n * c).to(p3.dtype).view(n, c)
+        p_terms = torch.einsum("ncs,ncs->nc", p3, p3) if squared else p3.sum(-1)
+        ctx.save_for_backward(p3, l2, w2)
+        ctx.squared = squared
+        ctx.mark_non_differentiable(y_terms)
+        return inter, p_terms, y_terms
+
+    @staticmethod
+    def backward(ctx, g_inter, g_p_terms, _g_y_terms):
+        # written with differentiable ops, so create_graph=True (double backward) works
+        p3, l2, w2 = ctx.saved_tensors
+        if ctx.squared:
+            grad = p3 * (2.0 * g_p_terms)[..., None]
+        else:
+            grad = g_p_terms[..., None].expand_as(p3).clone()
+        at_label = g_inter.gather(1, l2)
+        if w2 is not None:
+            at_label = at_label * w2
+        return grad.scatter_add(1, l2[:, None], at_label[:, None]), None, None, None

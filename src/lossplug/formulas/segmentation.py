@@ -100,7 +100,8 @@ def _label_map_sums(
 
     For a one-hot ``y``: :math:`\sum_c p_c y_c = p_{\text{label}}` (a gather) and
     :math:`\sum_c y_c^2 = \sum_c y_c = 1` per counted position; per class, both are sums
-    grouped by label (``xp.sum_by_label``).
+    grouped by label (``xp.sum_by_label``). A backend with ``label_class_sums`` (torch, class
+    axis 1) computes all per-class sums in one fused kernel instead.
     """
     ndim = len(xp.shape(p))
     labels = xp.cast_int(y_true)
@@ -110,6 +111,14 @@ def _label_map_sums(
         labels = xp.where(keep, labels, 0 * labels)
         counted = xp.cast_like(keep, p)
         p = p * xp.expand_dims(counted, axis)
+    if axis == 1 and hasattr(xp, "label_class_sums"):  # torch: per-class sums in one fused kernel
+        sums = xp.label_class_sums(p, labels, counted, num_classes, squared)  # each (N, C)
+        if not include_background:
+            sums = [xp.slice_axis(t, 1, 1) for t in sums]
+        if not per_class:
+            sums = [xp.sum(t, axis=1) for t in sums]
+        intersection, p_terms, y_terms = sums
+        return intersection, p_terms + y_terms
     if not include_background:
         foreground = xp.cast_like(labels != 0, p)
         counted = foreground if counted is None else counted * foreground
