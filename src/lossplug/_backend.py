@@ -242,6 +242,9 @@ class TorchBackend:
             return pos_weight * y * F.softplus(-logits)
         if pos_weight == neg_weight:
             out = F.binary_cross_entropy_with_logits(logits, y, reduction="none")
+        elif pos_weight / neg_weight > self.torch.finfo(logits.dtype).max / 2:
+            # the fused kernel's ratio would overflow to inf (tiny neg_weight) and give nan
+            return pos_weight * y * F.softplus(-logits) + neg_weight * (1 - y) * F.softplus(logits)
         else:
             pw = self.torch.tensor(pos_weight / neg_weight, dtype=logits.dtype, device=logits.device)
             out = F.binary_cross_entropy_with_logits(logits, y, reduction="none", pos_weight=pw)
