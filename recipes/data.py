@@ -155,7 +155,7 @@ def _draw_shapes(rng, size, max_shapes, min_radius, max_radius):
 
 
 def shapes(*, n_train: int = 512, n_test: int = 128, size: int = 32, multiclass: bool = False,
-           max_shapes: int = 3, min_radius: int = 3, max_radius: int = 7, noise: float = 0.35,
+           max_shapes: int = 3, min_radius: int = 4, max_radius: int = 7, noise: float = 0.3,
            seed: int = 0, max_samples: int | None = None) -> Split:
     """Generated grey images of circles and squares on Gaussian noise, shape ``(N, size, size, 1)``.
 

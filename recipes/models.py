@@ -26,21 +26,31 @@ def mlp(*, framework: str, in_shape: tuple[int, ...], n_outputs: int, hidden: li
     return keras.Sequential([*layers, keras.layers.Dense(n_outputs)], name="mlp")
 
 
-def segnet(*, framework: str, in_shape: tuple[int, ...], n_outputs: int, width: int = 16):
-    """A two-level encoder-decoder (a tiny U-Net): 3×3 convolutions, one pooling, one skip."""
+def segnet(*, framework: str, in_shape: tuple[int, ...], n_outputs: int, width: int = 16, depth: int = 2):
+    """A tiny U-Net: two 3×3 convolutions per level, ``depth`` poolings (width doubling), skips."""
     size, _, channels = in_shape
+    if size % 2**depth:
+        raise ValueError(f"segnet: image size {size} is not divisible by 2**depth = {2**depth}")
     if framework == "torch":
-        return _TorchSegNet(channels, n_outputs, width)
+        return _torch_segnet_class()(channels, n_outputs, width, depth)
     import keras
     from keras import layers
 
+    def block(x, w):
+        for _ in range(2):
+            x = layers.Conv2D(w, 3, padding="same", activation="relu")(x)
+        return x
+
     inputs = keras.Input((size, size, channels))
-    conv = lambda w: layers.Conv2D(w, 3, padding="same", activation="relu")  # noqa: E731
-    skip = conv(width)(conv(width)(inputs))
-    deep = conv(2 * width)(conv(2 * width)(layers.MaxPooling2D(2)(skip)))
-    up = layers.UpSampling2D(2)(deep)
-    out = conv(width)(conv(width)(layers.Concatenate()([up, skip])))
-    return keras.Model(inputs, layers.Conv2D(n_outputs, 1)(out), name="segnet")
+    skips, x = [], inputs
+    for level in range(depth):
+        x = block(x, width * 2**level)
+        skips.append(x)
+        x = layers.MaxPooling2D(2)(x)
+    x = block(x, width * 2**depth)
+    for level in reversed(range(depth)):
+        x = block(layers.Concatenate()([layers.UpSampling2D(2)(x), skips[level]]), width * 2**level)
+    return keras.Model(inputs, layers.Conv2D(n_outputs, 1)(x), name="segnet")
 
 
 def _torch_segnet_class():
@@ -52,19 +62,27 @@ def _torch_segnet_class():
                              nn.Conv2d(c_out, c_out, 3, padding=1), nn.ReLU())
 
     class SegNet(nn.Module):
-        def __init__(self, channels: int, n_outputs: int, width: int):
+        def __init__(self, channels: int, n_outputs: int, width: int, depth: int):
             super().__init__()
-            self.down = block(channels, width)
-            self.deep = nn.Sequential(nn.MaxPool2d(2), block(width, 2 * width), nn.Upsample(scale_factor=2))
-            self.up = block(3 * width, width)
+            widths = [width * 2**level for level in range(depth + 1)]
+            inputs = [channels] + widths[:-2]
+            pairs = zip(inputs, widths[:-1], strict=True)
+            self.down = nn.ModuleList(block(c_in, c_out) for c_in, c_out in pairs)
+            self.bottom = block(widths[-2], widths[-1])
+            self.up = nn.ModuleList(block(widths[level + 1] + widths[level], widths[level])
+                                    for level in reversed(range(depth)))
+            self.pool, self.upsample = nn.MaxPool2d(2), nn.Upsample(scale_factor=2)
             self.head = nn.Conv2d(width, n_outputs, 1)
 
         def forward(self, x):
-            skip = self.down(x)
-            return self.head(self.up(torch.cat([self.deep(skip), skip], dim=1)))
+            skips = []
+            for block_ in self.down:
+                x = block_(x)
+                skips.append(x)
+                x = self.pool(x)
+            x = self.bottom(x)
+            for block_, skip in zip(self.up, reversed(skips), strict=True):
+                x = block_(torch.cat([self.upsample(x), skip], dim=1))
+            return self.head(x)
 
     return SegNet
-
-
-def _TorchSegNet(channels, n_outputs, width):  # noqa: N802 (builds the class lazily: torch is optional)
-    return _torch_segnet_class()(channels, n_outputs, width)

@@ -40,6 +40,9 @@ def test_command_line_beats_task_specialisation():
     assert cfg.loss.pos_weight == 3
     assert compose(["task=multiclass", "loss=categorical_ce"]).task.target == "onehot"
     assert compose(["task=multiclass"]).task.target == "value"
+    multi = compose(["task=segmentation_multiclass"]).loss
+    assert (multi.per_class, multi.include_background, multi.aggregation) == (True, False, "batch")
+    assert compose(["task=segmentation"]).loss.per_class is False  # binary Dice keeps the defaults
 
 
 def test_combined_loss_composes_shipped_terms():
@@ -53,9 +56,13 @@ def test_combined_loss_composes_shipped_terms():
 def test_every_group_option_composes():
     # One composition per row; row i takes option i (cyclically) of every group, so every option of
     # every group is composed at least once without one composition per option (each takes ~0.5 s).
+    # An experiment picks its own task and loss, so experiments are composed on their own.
     assert all(GROUPS.values()), GROUPS
-    for i in range(max(len(options) for options in GROUPS.values())):
-        row = {group: options[i % len(options)] for group, options in GROUPS.items()}
+    groups = {group: options for group, options in GROUPS.items() if group != "experiment"}
+    rows = [{group: options[i % len(options)] for group, options in groups.items()}
+            for i in range(max(len(options) for options in groups.values()))]
+    rows += [{"experiment": option} for option in GROUPS["experiment"]]
+    for row in rows:
         cfg = compose([f"{group}={option}" for group, option in row.items()])
         assert cfg.trainer.max_epochs >= 1
         assert cfg.loss.name in cfg.task.losses
