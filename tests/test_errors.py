@@ -116,6 +116,18 @@ def test_probabilities_outside_unit_interval(framework, name, bad):
     assert np.isfinite(float(call(framework, name, y_pred, np.array([[0.0, 1.0, 0.0]]), from_logits=True)))
 
 
+@pytest.mark.parametrize("name", PROBABILITY_LOSSES)
+def test_nan_probabilities_are_rejected(framework, name):
+    with pytest.raises(ValueError, match="found values from nan"):
+        call(framework, name, np.array([[0.2, np.nan, 0.3]]), np.array([[0.0, 1.0, 0.0]]))
+
+
+@pytest.mark.parametrize("name", ["bce", "sparse_categorical_ce", "dice"])
+def test_an_empty_batch_is_checked_without_crashing(framework, name):
+    y_true = np.zeros((0,), dtype=np.int64) if name == "sparse_categorical_ce" else np.zeros((0, 3))
+    assert np.isnan(float(call(framework, name, np.zeros((0, 3)), y_true)))  # mean of nothing, as torch
+
+
 def test_probabilities_found_range_is_reported(framework):
     with pytest.raises(ValueError, match="found values from 0.2 to 1.5"):
         call(framework, "bce", np.array([0.2, 1.5]), np.array([0.0, 1.0]))

@@ -100,13 +100,16 @@ def check_values(spec: LossSpec, xp, y_pred, y_true, params, axis):
     """Data-dependent checks, run only on concrete (eager) tensors, before anything is computed."""
     if not (_VALUE_CHECKS and xp.is_concrete(y_pred)) or "from_logits" not in params:
         return
+    if 0 in xp.shape(y_pred):  # an empty batch has no values to check
+        return
+    # Comparisons are written so that NaN fails them: `not (lo >= 0)` is True for NaN.
     if params.get("log_input"):
         lo, hi = xp.minmax(y_pred)
-        if hi > 0:
+        if not hi <= 0:
             raise _range_error(spec, "y_pred (log-probabilities, log_input=True)", lo, hi, "(-inf, 0]")
     elif not params["from_logits"]:
         lo, hi = xp.minmax(y_pred)
-        if lo < 0 or hi > 1:
+        if not (lo >= 0 and hi <= 1):
             raise _range_error(spec, "y_pred (probabilities, from_logits=False)", lo, hi, "[0, 1]")
 
     ignore = params.get("ignore_index")
@@ -118,8 +121,8 @@ def check_values(spec: LossSpec, xp, y_pred, y_true, params, axis):
         top = max(num_classes, 2) if spec.name == "dice" else num_classes
         labels = y_true if ignore is None else xp.where(y_true == ignore, 0 * y_true, y_true)
         lo, hi = xp.minmax(labels)
-        if lo < 0 or hi >= top:
-            bad = lo if lo < 0 else hi
+        if not (lo >= 0 and hi < top):
+            bad = hi if lo >= 0 else lo
             raise ValueError(
                 f"{spec.class_name}: label {bad:g} is out of range; y_pred has {num_classes} "
                 f"class(es) along axis {axis}, so labels must be in [0, {top - 1}]"
@@ -128,7 +131,7 @@ def check_values(spec: LossSpec, xp, y_pred, y_true, params, axis):
         return
     targets = y_true if ignore is None else xp.where(y_true == ignore, 0 * y_true, y_true)
     lo, hi = xp.minmax(targets)
-    if lo < 0 or hi > 1:
+    if not (lo >= 0 and hi <= 1):
         raise _range_error(spec, "y_true (targets)", lo, hi, "[0, 1]")
 
 
