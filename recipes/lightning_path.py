@@ -82,7 +82,8 @@ class LossplugModule(L.LightningModule):
     def training_step(self, batch, batch_idx):
         x, y = batch
         loss = self.loss(self(x), y)
-        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(x))
+        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(x),
+                 sync_dist=True)
         return loss
 
     def validation_step(self, batch, batch_idx):
@@ -100,7 +101,8 @@ class LossplugModule(L.LightningModule):
             value = metric.compute()
             if value.ndim:  # per-class Dice: the mean over the foreground classes
                 value = value[1:].mean()
-            self.log(f"val_{name}", value, prog_bar=name == next(iter(self.metrics)))
+            # compute() already gathers every process's state; sync_dist averages equal values.
+            self.log(f"val_{name}", value, prog_bar=name == next(iter(self.metrics)), sync_dist=True)
             metric.reset()
 
     def _metric_inputs(self, out, y):
@@ -163,6 +165,7 @@ def fit(cfg: DictConfig, split: Split, y_train: np.ndarray, y_test: np.ndarray, 
     if csv_logger is not None:
         csv_parts.append(str(Path(csv_logger.log_dir) / "metrics.csv"))
     return {"outputs": from_torch_layout(outputs.numpy()), "is_global_zero": trainer.is_global_zero,
-            "device": str(trainer.strategy.root_device), "backend": f"torch {torch.__version__}",
+            "device": f"{trainer.strategy.root_device} x{trainer.world_size}" if trainer.world_size > 1
+            else str(trainer.strategy.root_device), "backend": f"torch {torch.__version__}",
             "precision": str(trainer.precision), "epochs": trainer.current_epoch,
             "csv": csv_parts}
