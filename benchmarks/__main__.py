@@ -62,9 +62,10 @@ def main(argv=None) -> int:
     device = select_device(cuda=args.cuda, cpu=args.cpu, cuda_available=torch.cuda.is_available())
     out = args.out or (ROOT / ("build/benchmarks-quick" if args.quick else "docs"))
     out.mkdir(parents=True, exist_ok=True)
-    command = "python -m benchmarks" + "".join(
-        f" {a}" for a in (argv if argv is not None else sys.argv[1:]) if not str(a).startswith("/")
-    )
+    switches = {"--quick": args.quick, "--cuda": args.cuda, "--cpu": args.cpu, "--no-keras": args.no_keras}
+    flags = [flag for flag, on in switches.items() if on]
+    flags += [f"--threads {args.threads}"] if args.threads else []
+    command = " ".join(["python -m benchmarks", *flags])
     info = report.machine(device)
 
     def log(msg):
