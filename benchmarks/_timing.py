@@ -74,6 +74,21 @@ def _status_kib(field: str) -> int:
         return int(re.search(rf"^{field}:\s+(\d+)", f.read(), re.M).group(1))
 
 
+def map_large_allocations() -> None:
+    """Make glibc map every allocation over 128 KiB and unmap it when freed (``mallopt``).
+
+    By default glibc raises its mmap threshold after the first large free and keeps later large
+    blocks on its heap, still resident, so the resident-set high-water mark would miss them. This
+    stays in force for the rest of the process: run the memory measurements last.
+    """
+    import ctypes
+
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD
+    except (OSError, AttributeError):
+        pass
+
+
 def cpu_peak_supported() -> bool:
     """Linux lets a process reset its peak resident size (VmHWM) through /proc/self/clear_refs."""
     try:

@@ -149,7 +149,11 @@ def markdown(rows: list[dict], info: dict, command: str, chart: str | None) -> s
         f"**Machine:** {info['cpu']}, {info['cores']} cores, torch using {info['torch_threads']} "
         f"threads; device {device}; {info['platform']}, Python {info['python']}; {versions}. "
         f"Load average at the start: {info.get('load_average', '–')} (the machine was shared, "
-        "so medians are noisier than best times).",
+        "so medians are noisier than best times)."
+        + (" The table was run with `--threads 1`: on a shared 2-core machine every parallel "
+           "region of a multi-threaded torch op can stall on a descheduled thread, which made "
+           "2-thread timings vary by 10x from round to round." if info["torch_threads"] == 1
+           and info["device"] == "cpu" else ""),
         "",
         "All torch timings are forward + backward (the gradient with respect to `y_pred`), float32, "
         "timed interleaved in one process: every round calls each candidate once. *Ratio* is the "

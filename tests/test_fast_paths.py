@@ -30,6 +30,9 @@ ELEMENTWISE = [
     ("weighted_bce", {"from_logits": True, "pos_weight": 3.0, "neg_weight": 3.0}, "logits"),
 ]
 IDS = [f"{n}-{'-'.join(f'{k}={v}' for k, v in kw.items())}" for n, kw, _ in ELEMENTWISE]
+# w+ != w- with logits has no fused kernel (torch's own kernel is faster): the native route runs
+FUSED = [c for c in ELEMENTWISE if c[1].get("pos_weight", 1.0) == c[1].get("neg_weight", 1.0)]
+FUSED_IDS = [i for i, c in zip(IDS, ELEMENTWISE, strict=True) if c in FUSED]
 
 
 @pytest.fixture
@@ -69,7 +72,7 @@ def _reference(name, kw, x, y, reduction):
 
 
 @pytest.mark.parametrize("reduction", ["mean", "sum"])
-@pytest.mark.parametrize(("name", "kw", "kind"), ELEMENTWISE, ids=IDS)
+@pytest.mark.parametrize(("name", "kw", "kind"), FUSED, ids=FUSED_IDS)
 def test_fused_value_and_gradient_match_reference(small_fused, name, kw, kind, reduction):
     module = lossplug.get(name, framework="torch", reduction=reduction, **kw)
     x, y = _inputs(kind)
@@ -81,7 +84,7 @@ def test_fused_value_and_gradient_match_reference(small_fused, name, kw, kind, r
     torch.testing.assert_close(grad, composed_grad, rtol=1e-10, atol=1e-14)
 
 
-@pytest.mark.parametrize(("name", "kw", "kind"), ELEMENTWISE, ids=IDS)
+@pytest.mark.parametrize(("name", "kw", "kind"), FUSED, ids=FUSED_IDS)
 def test_fused_float32_close_to_float64_reference(small_fused, name, kw, kind):
     module = lossplug.get(name, framework="torch", **kw)
     x, y = _inputs(kind, shape=(40, 50), dtype=torch.float32)
@@ -109,7 +112,7 @@ def test_native_kernel_route_matches_reference(name, kw, kind, reduction):
     torch.testing.assert_close(grad, composed_grad, rtol=1e-10, atol=1e-14)
 
 
-@pytest.mark.parametrize(("name", "kw", "kind"), ELEMENTWISE, ids=IDS)
+@pytest.mark.parametrize(("name", "kw", "kind"), FUSED, ids=FUSED_IDS)
 def test_fused_double_backward(small_fused, name, kw, kind):
     module = lossplug.get(name, framework="torch", **kw)
     x, y = _inputs(kind, shape=(9, 10))
@@ -353,7 +356,7 @@ COMPILE = [
     (lt.HuberLoss(delta=0.5), "regression"),
     (lt.BCELoss(), "probabilities"),
     (lt.BCELoss(from_logits=True), "logits"),
-    (lt.WeightedBCELoss(from_logits=True, pos_weight=2.0), "logits"),
+    (lt.WeightedBCELoss(from_logits=True, pos_weight=2.0, neg_weight=2.0), "logits"),
 ]
 
 

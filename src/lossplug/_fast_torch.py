@@ -10,7 +10,7 @@ Two kinds, both giving the value of the composed formula in ``lossplug.formulas`
   batch gives 0, not NaN.
 - **fused forward+backward** (CPU, float32/float64, one contiguous input of at least
   ``FUSED_MIN_NUMEL`` elements that requires grad, a target that does not): mse, mae, huber and
-  (weighted) BCE compute the loss *and* its gradient in the forward: one whole-tensor op writes
+  BCE (weighted with w+ = w-) compute the loss *and* its gradient in the forward: one whole-tensor op writes
   the gradient buffer (x - y, sigmoid(x) or clip(x)), then cache-sized chunks turn it into the
   gradient in place while summing the loss, so there is one large allocation instead of
   torch's two and no separate backward pass. The backward hands that gradient over. When the
@@ -153,23 +153,15 @@ def _chunk_step(kind: str, xc, yc, gc, s1, s2, s3, sums, opts):
         gc.sub_(s1, alpha=0.5)
         torch.dot(s1, gc, out=sums[0])
         torch.mul(s1, gscale, out=gc)
-    elif kind == "bce_logits":  # gc holds sigmoid(x)
-        pos, neg = opts["pos_weight"], opts["neg_weight"]
-        if pos == neg:  # max(x, 0) - y x + log1p(exp(-|x|)), torch's stable form, times w
-            torch.abs(xc, out=s1)
-            s1.neg_().exp_().log1p_()
-            torch.clamp(xc, min=0.0, out=s2)
-            s2.addcmul_(yc, xc, value=-1.0)  # first, so a confident logit cancels to exactly 0
-            s1.add_(s2)
-            torch.sum(s1, dim=0, out=sums[0])
-            gc.sub_(yc).mul_(pos * gscale)
-        else:
-            sums[0] = F.binary_cross_entropy_with_logits(
-                xc, yc, pos_weight=opts["pw_tensor"], reduction="sum"
-            )
-            torch.mul(yc, pos - neg, out=s1)
-            s1.add_(neg)
-            gc.mul_(s1).sub_(yc, alpha=pos).mul_(gscale)
+    elif kind == "bce_logits":  # gc holds sigmoid(x); w+ = w- = w
+        # max(x, 0) - y x + log1p(exp(-|x|)), torch's stable form (the loss is w times its sum)
+        torch.abs(xc, out=s1)
+        s1.neg_().exp_().log1p_()
+        torch.clamp(xc, min=0.0, out=s2)
+        s2.addcmul_(yc, xc, value=-1.0)  # first, so a confident logit cancels to exactly 0
+        s1.add_(s2)
+        torch.sum(s1, dim=0, out=sums[0])
+        gc.sub_(yc).mul_(opts["pos_weight"] * gscale)
     else:  # bce on probabilities p = clip(x): sum of -(y log p + (1-y) log(1-p)) as two dot products
         torch.log(gc, out=s1)  # gc holds p = clip(x) until the gradient is formed
         torch.dot(yc, s1, out=sums[0])
@@ -289,11 +281,8 @@ def _bce_like(m, x, y, checks, pos, neg):
     if m.from_logits:
         if neg == 0 or pos / neg > torch.finfo(x.dtype).max / 2:  # pos_weight=inf in the kernel: nan
             return None
-        if ls == 0 and _fusable(x, y):
-            pw = None if pos == neg else torch.tensor(pos / neg, dtype=x.dtype)
-            return _fused(
-                "bce_logits", x, y, m.reduction, checks, pos_weight=pos, neg_weight=neg, pw_tensor=pw
-            )
+        if ls == 0 and pos == neg and _fusable(x, y):  # w+ != w-: torch's kernel, below, is faster
+            return _fused("bce_logits", x, y, m.reduction, checks, pos_weight=pos, neg_weight=neg)
         checks()
         if ls:
             y = y * (1.0 - ls) + 0.5 * ls
