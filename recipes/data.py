@@ -86,7 +86,7 @@ def digits(*, test_size: float = 0.25, seed: int = 0, max_samples: int | None = 
     return _limit(split, max_samples)
 
 
-def digits_one_vs_rest(*, positive: int = 8, keep_positive: float = 0.25, test_size: float = 0.3,
+def digits_one_vs_rest(*, positive: int = 9, keep_positive: float = 0.25, test_size: float = 0.3,
                        seed: int = 0, max_samples: int | None = None) -> Split:
     """Imbalanced binary digits: ``positive`` against the rest, keeping ``keep_positive`` of positives.
 

@@ -69,7 +69,8 @@ def comparison(sweep_dir: Path) -> pd.DataFrame | None:
     if not summaries:
         return None
     rows = [{"run": s["run"], "task": s["task"], "loss": s["loss"], "framework": s["framework"],
-             "backend": s["backend"], **s["metrics"], "wall_time_s": round(s["wall_time_s"], 1)}
+             "backend": s["backend"], **s["metrics"], **_numeric(s["reference"]),
+             "wall_time_s": round(s["wall_time_s"], 1)}
             for s in summaries]
     table = pd.DataFrame(rows)
     table.to_csv(sweep_dir / "comparison.csv", index=False)
@@ -78,9 +79,16 @@ def comparison(sweep_dir: Path) -> pd.DataFrame | None:
     return table
 
 
+def _numeric(reference: dict) -> dict:
+    """The reference figures that are numbers (e.g. ``linear_regression_r2``), as columns."""
+    return {k: v for k, v in reference.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+
+
 def _markdown(table: pd.DataFrame) -> str:
     def cell(v):
-        return f"{v:.4f}" if isinstance(v, float) else ("" if pd.isna(v) else str(v))
+        if isinstance(v, float):
+            return "" if pd.isna(v) else f"{v:.4g}"
+        return str(v)
 
     lines = ["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in table.itertuples(index=False)]
@@ -99,6 +107,10 @@ def _bar_chart(table: pd.DataFrame, summaries: list[dict], path: Path) -> None:
     ax.bar(range(len(table)), table[metric])
     ax.set_xticks(range(len(table)), labels, fontsize=8)
     ax.set(ylabel=f"held-out {metric}", title=f"{summaries[0]['task']}: {metric} per run")
+    if metric == "r2" and "linear_regression_r2" in table:
+        ax.axhline(table["linear_regression_r2"].iloc[0], color="k", ls="--", lw=1,
+                   label="scikit-learn LinearRegression")
+        ax.legend(loc="lower right", fontsize=8)
     for i, v in enumerate(table[metric]):
         ax.annotate(f"{v:.3f}", (i, v), ha="center", va="bottom", fontsize=8)
     fig.tight_layout()
