@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import CONFIG_DIR, TASK_LOSSES, TASKS, compose
+from recipe_configs import CONFIG_DIR, TASK_LOSSES, TASKS, compose
 
 import lossplug
 

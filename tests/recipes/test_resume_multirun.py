@@ -8,7 +8,7 @@ import sys
 
 import pandas as pd
 import pytest
-from conftest import ROOT, compose
+from recipe_configs import ROOT, compose
 
 from recipes.train import run
 

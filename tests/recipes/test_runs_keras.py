@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import compose
+from recipe_configs import compose
 
 pytestmark = pytest.mark.keras
 
