@@ -54,3 +54,10 @@ def test_epoch_metrics_match_final_numpy_metrics(tmp_path):
     summary = run(cfg)
     last = pd.read_csv(tmp_path / "metrics.csv").iloc[-1]
     assert last["val_dice"] == pytest.approx(summary["metrics"]["dice"], abs=1e-5)
+
+
+def test_tensorboard_logger_writes_events_beside_the_csv(tmp_path):
+    cfg = compose(["task=regression", "debug=fast", "logger=tensorboard"], output_dir=tmp_path)
+    run(cfg)
+    assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+    assert (tmp_path / "metrics.csv").exists()  # the CSV logger still feeds the report
