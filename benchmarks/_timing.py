@@ -89,6 +89,17 @@ def map_large_allocations() -> None:
         pass
 
 
+def release_free_memory() -> None:
+    """Give the allocator's free pages back to the system (glibc ``malloc_trim``), so that blocks
+    reused from its free lists count as new resident memory when they are touched again."""
+    import ctypes
+
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def cpu_peak_supported() -> bool:
     """Linux lets a process reset its peak resident size (VmHWM) through /proc/self/clear_refs."""
     try:
@@ -100,8 +111,12 @@ def cpu_peak_supported() -> bool:
         return False
 
 
-def peak_bytes(fn: Callable[[], object], device: str, repeats: int = 3) -> int | None:
+def peak_bytes(
+    fn: Callable[[], object], device: str, repeats: int = 3, before: Callable[[], None] | None = None
+) -> int | None:
     """Extra memory at the peak of ``fn()`` over what was allocated before it (the least of a few runs).
+
+    ``before`` runs ahead of each baseline reading.
 
     CUDA: ``torch.cuda.max_memory_allocated``. CPU: the resident-set high-water mark, reset before
     each run (Linux only; ``None`` elsewhere); large tensors are mapped and unmapped by the
@@ -111,6 +126,8 @@ def peak_bytes(fn: Callable[[], object], device: str, repeats: int = 3) -> int |
 
     best = None
     for _ in range(repeats):
+        if before is not None:  # e.g. drop the previous run's gradient before the baseline is read
+            before()
         gc.collect()
         if device == "cuda":
             torch.cuda.synchronize()
@@ -120,6 +137,7 @@ def peak_bytes(fn: Callable[[], object], device: str, repeats: int = 3) -> int |
             torch.cuda.synchronize()
             extra = torch.cuda.max_memory_allocated() - base
         else:
+            release_free_memory()
             if not cpu_peak_supported():
                 return None
             base = _status_kib("VmRSS")

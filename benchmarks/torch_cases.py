@@ -258,8 +258,8 @@ def run_case(case: Case, *, rounds, budget_s, device, memory=False) -> list[dict
     return rows
 
 
-def _peak(step, device):
-    peak = peak_bytes(step, device)
+def _peak(step, device, before=None):
+    peak = peak_bytes(step, device, before=before)
     return None if peak is None else peak / 2**20
 
 
@@ -292,7 +292,7 @@ def memory_cases(*, batch, classes, size, device, monai=True) -> list[dict]:
         if "probabilities" in name:
             x = x.softmax(1)
         x.requires_grad_()
-        peak = _peak(_step(fn, x, y), device)
+        peak = _peak(_step(fn, x, y), device, before=lambda x=x: setattr(x, "grad", None))
         if base is None:
             base = peak
         rows.append({
