@@ -102,12 +102,12 @@ def digits_one_vs_rest(*, positive: int = 9, keep_positive: float = 0.25, test_s
     x, y = x[keep], is_pos[keep].astype(np.float32)
     x_train, x_test, y_train, y_test = _split(x, y, test_size, seed, stratify=y)
     x_train, x_test = _standardise(x_train, x_test)
-    n_pos = float(y_train.sum())
-    info = {"positive_digit": positive, "positive_fraction_train": n_pos / len(y_train),
-            "positives_test": int(y_test.sum()),
-            "balanced_pos_weight": (len(y_train) - n_pos) / max(n_pos, 1.0)}
-    split = Split(x_train, y_train[:, None], x_test, y_test[:, None], n_outputs=1, info=info)
-    return _limit(split, max_samples)
+    split = _limit(Split(x_train, y_train[:, None], x_test, y_test[:, None], n_outputs=1), max_samples)
+    n_pos = float(split.y_train.sum())
+    split.info = {"positive_digit": positive, "positive_fraction_train": n_pos / len(split.y_train),
+                  "positives_test": int(split.y_test.sum()),
+                  "balanced_pos_weight": (len(split.y_train) - n_pos) / max(n_pos, 1.0)}
+    return split
 
 
 def digits_distillation(*, temperature: float = 2.0, teacher_hidden: int = 64, test_size: float = 0.25,
