@@ -4,6 +4,13 @@ Works on every Keras backend (``KERAS_BACKEND=tensorflow|jax|torch``). Per-epoch
 metrics are the NumPy computations of :func:`recipes.tasks.metrics` on the held-out split, added to
 the epoch logs by :class:`HeldOutMetrics` before Keras's ``CSVLogger`` writes them, so both
 frameworks report the same definitions.
+
+Resume is exact: ``fit`` reads the training data from :class:`EpochShuffledData`, whose order for
+epoch ``e`` is drawn from ``numpy.random.default_rng([seed, e])`` (the Lightning path's sampler
+rule), and :class:`SetDataEpoch` tells it the epoch Keras is starting. A run that
+``BackupAndRestore`` resumes at epoch ``k`` (weights and optimizer state restored, the model built
+from the same seed) therefore sees the same batches from epoch ``k`` on as an uninterrupted run.
+The recipe models draw no random numbers while training (no dropout, no augmentation).
 """
 
 from __future__ import annotations
@@ -20,6 +27,49 @@ from recipes.tasks import metrics
 
 PRECISION_POLICIES = {"32-true": "float32", "32": "float32", "bf16-mixed": "mixed_bfloat16",
                       "16-mixed": "mixed_float16"}
+
+
+class EpochShuffledData(keras.utils.PyDataset):
+    """``(x, y)`` in batches of ``batch_size``, shuffled per epoch with ``default_rng([seed, epoch])``.
+
+    The order depends only on ``seed`` and :attr:`epoch` (set by :class:`SetDataEpoch`), not on
+    any global random state, so a resumed process reproduces the uninterrupted run's batches.
+    The last batch is the remainder (as ``fit`` on arrays does).
+    """
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, batch_size: int, seed: int):
+        super().__init__(workers=1, use_multiprocessing=False)
+        if len(x) != len(y):
+            raise ValueError(f"x has {len(x)} samples but y has {len(y)}")
+        self.x, self.y, self.batch_size, self.seed = x, y, int(batch_size), int(seed)
+        self.epoch = 0
+        self._order: tuple[int, np.ndarray] | None = None
+
+    def order(self, epoch: int) -> np.ndarray:
+        """The sample indices of ``epoch``, in the order they are served."""
+        if self._order is None or self._order[0] != epoch:
+            self._order = (epoch, np.random.default_rng([self.seed, epoch]).permutation(len(self.x)))
+        return self._order[1]
+
+    def __len__(self) -> int:
+        return -(-len(self.x) // self.batch_size)
+
+    def __getitem__(self, index: int):
+        if not 0 <= index < len(self):
+            raise IndexError(f"batch {index} out of range for {len(self)} batches")
+        rows = self.order(self.epoch)[index * self.batch_size:(index + 1) * self.batch_size]
+        return self.x[rows], self.y[rows]
+
+
+class SetDataEpoch(keras.callbacks.Callback):
+    """Sets :attr:`EpochShuffledData.epoch` to the epoch ``fit`` is starting (also after a restore)."""
+
+    def __init__(self, data: EpochShuffledData):
+        super().__init__()
+        self.data = data
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.data.epoch = int(epoch)
 
 
 class HeldOutMetrics(keras.callbacks.Callback):
@@ -73,12 +123,13 @@ def fit(cfg: DictConfig, split: Split, y_train: np.ndarray, y_test: np.ndarray, 
                   loss=loss)
     (out_dir / "keras").mkdir(exist_ok=True)
     (out_dir / "checkpoints").mkdir(exist_ok=True)
-    callbacks = [HeldOutMetrics(cfg.task.kind, split, int(cfg.eval_batch_size))]
+    train_data = EpochShuffledData(split.x_train, y_train, int(cfg.batch_size), int(cfg.seed))
+    callbacks = [SetDataEpoch(train_data), HeldOutMetrics(cfg.task.kind, split, int(cfg.eval_batch_size))]
     callbacks += [instantiate(c.keras) for c in cfg.logger.values() if c.get("keras")]
     callbacks += [instantiate(c) for c in (cfg.callbacks.get("keras") or {}).values() if c]
-    history = model.fit(split.x_train, y_train, batch_size=int(cfg.batch_size),
-                        epochs=int(cfg.trainer.max_epochs), validation_data=(split.x_test, y_test),
-                        shuffle=True, callbacks=callbacks,
+    # BackupAndRestore (in the callbacks config) restores weights, optimizer and epoch on a rerun.
+    history = model.fit(train_data, epochs=int(cfg.trainer.max_epochs),
+                        validation_data=(split.x_test, y_test), shuffle=False, callbacks=callbacks,
                         verbose=1 if cfg.trainer.enable_progress_bar else 2)
     outputs = model.predict(split.x_test, batch_size=int(cfg.eval_batch_size), verbose=0)
     csv = next((c for c in callbacks if isinstance(c, keras.callbacks.CSVLogger)), None)
