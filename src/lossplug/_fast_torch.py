@@ -407,7 +407,8 @@ class _LabelClassSums(torch.autograd.Function):
         flat_w = None if w2 is None else w2.reshape(-1)
         inter = torch.bincount(index, at.reshape(-1), n * c).to(p3.dtype).view(n, c)
         y_terms = torch.bincount(index, flat_w, n * c).to(p3.dtype).view(n, c)
-        p_terms = torch.einsum("ncs,ncs->nc", p3, p3) if squared else p3.sum(-1)
+        with torch.autocast(p3.device.type, enabled=False):  # autocast would run einsum in bf16/fp16
+            p_terms = torch.einsum("ncs,ncs->nc", p3, p3) if squared else p3.sum(-1)
         ctx.save_for_backward(p3, l2, w2)
         ctx.squared = squared
         ctx.mark_non_differentiable(y_terms)
