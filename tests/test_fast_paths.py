@@ -2,11 +2,14 @@
 
 Each fast path is checked against the float64 NumPy reference (lossplug.numpy) and against the
 composed formula's value and gradient; Dice on label maps also against a one-hot Dice written out
-here with NumPy and against MONAI. The chunked fused kernels only run on large inputs, so most
-tests lower ``FUSED_MIN_NUMEL`` and ``CHUNK`` to exercise them (several chunks, a partial last one).
+here with NumPy and against MONAI. The compiled fused kernels (lossplug._fused_torch) only run on
+large inputs, so the tests using them lower ``FUSED_MIN_NUMEL`` (fixture ``small_fused``).
 """
 
 from __future__ import annotations
+
+import re
+import warnings
 
 import numpy as np
 import pytest
@@ -28,18 +31,24 @@ ELEMENTWISE = [
     ("weighted_bce", {"pos_weight": 1.5, "neg_weight": 1.5}, "probabilities"),
     ("weighted_bce", {"from_logits": True, "pos_weight": 2.0, "neg_weight": 0.5}, "logits"),
     ("weighted_bce", {"from_logits": True, "pos_weight": 3.0, "neg_weight": 3.0}, "logits"),
+    ("weighted_bce", {"pos_weight": 2.0, "neg_weight": 0.5, "label_smoothing": 0.2}, "probabilities"),
+    ("bce", {"from_logits": True, "label_smoothing": 0.1}, "logits"),
 ]
 IDS = [f"{n}-{'-'.join(f'{k}={v}' for k, v in kw.items())}" for n, kw, _ in ELEMENTWISE]
-# w+ != w- with logits has no fused kernel (torch's own kernel is faster): the native route runs
-FUSED = [c for c in ELEMENTWISE if c[1].get("pos_weight", 1.0) == c[1].get("neg_weight", 1.0)]
-FUSED_IDS = [i for i, c in zip(IDS, ELEMENTWISE, strict=True) if c in FUSED]
+FUSED, FUSED_IDS = ELEMENTWISE, IDS
 
 
 @pytest.fixture
 def small_fused(monkeypatch):
-    """Fused kernels from 64 elements on, in chunks of 50 (so 161 elements are 4 chunks)."""
+    """Fused kernels from 64 elements on; a compile failure fails the test instead of falling back."""
     monkeypatch.setattr(_fast_torch, "FUSED_MIN_NUMEL", 64)
-    monkeypatch.setattr(_fast_torch, "CHUNK", 50)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        yield
+
+
+def _is_fused(value):
+    return type(value.grad_fn).__name__ == "FusedLossBackward"
 
 
 def _inputs(kind, shape=(7, 23), dtype=torch.float64, seed=0):
@@ -77,7 +86,7 @@ def test_fused_value_and_gradient_match_reference(small_fused, name, kw, kind, r
     module = lossplug.get(name, framework="torch", reduction=reduction, **kw)
     x, y = _inputs(kind)
     value, grad = _value_and_grad(module, x, y)
-    assert "FusedElementwise" in type(value.grad_fn).__name__
+    assert _is_fused(value)
     np.testing.assert_allclose(value.item(), _reference(name, kw, x, y, reduction), rtol=1e-12)
     composed_value, composed_grad = _value_and_grad(lambda a, b: _composed(module, a, b), x, y)
     np.testing.assert_allclose(value.item(), composed_value.item(), rtol=1e-12)
@@ -89,9 +98,8 @@ def test_fused_float32_close_to_float64_reference(small_fused, name, kw, kind):
     module = lossplug.get(name, framework="torch", **kw)
     x, y = _inputs(kind, shape=(40, 50), dtype=torch.float32)
     value, grad = _value_and_grad(module, x, y)
-    assert "FusedElementwise" in type(value.grad_fn).__name__
-    # float32 rounds 1 - eps to 1 - 1.19e-7: the clipped terms differ from float64 by ~1e-5
-    np.testing.assert_allclose(value.item(), _reference(name, kw, x, y, "mean"), rtol=5e-5)
+    assert _is_fused(value)
+    np.testing.assert_allclose(value.item(), _reference(name, kw, x, y, "mean"), rtol=2e-6)
     composed_value, composed_grad = _value_and_grad(lambda a, b: _composed(module, a, b), x, y)
     np.testing.assert_allclose(value.item(), composed_value.item(), rtol=2e-6)
     torch.testing.assert_close(grad, composed_grad, rtol=1e-5, atol=1e-9)
@@ -105,7 +113,7 @@ def test_native_kernel_route_matches_reference(name, kw, kind, reduction):
     module = lossplug.get(name, framework="torch", reduction=reduction, **kw)
     x, y = _inputs(kind)
     value, grad = _value_and_grad(lambda a, b: module(a, b).sum(), x, y)
-    assert "FusedElementwise" not in type(module(x.requires_grad_(), y).grad_fn).__name__
+    assert not _is_fused(module(x.requires_grad_(), y))
     np.testing.assert_allclose(module(x, y).detach().numpy(), _reference(name, kw, x, y, reduction),
                                rtol=1e-12)
     _, composed_grad = _value_and_grad(lambda a, b: _composed(module, a, b).sum(), x.detach(), y)
@@ -152,7 +160,7 @@ def test_fused_not_used_when_the_target_needs_grad(small_fused):
     x, y = _inputs("regression")
     x.requires_grad_(), y.requires_grad_()
     value = lt.MSELoss()(x, y)
-    assert "FusedElementwise" not in type(value.grad_fn).__name__
+    assert not _is_fused(value)
     value.backward()
     torch.testing.assert_close(y.grad, -x.grad)
 
@@ -168,7 +176,20 @@ def test_a_subclass_overriding_terms_is_not_bypassed(small_fused):
     np.testing.assert_allclose(DoubledMSE()(x, y).item(), 2 * lt.MSELoss()(x, y).item(), rtol=1e-12)
 
 
-# --- class losses and KL: torch's kernels with lossplug's reduction rules -------------------------
+# --- class losses and KL: fused kernels, or torch's kernels with lossplug's reduction rules ---------
+
+
+@pytest.fixture(params=["fused", "native"])
+def route(request, monkeypatch):
+    """Run a test through the fused kernel (asserting it ran) and through torch's own kernels."""
+    if request.param == "fused":
+        monkeypatch.setattr(_fast_torch, "FUSED_MIN_NUMEL", 64)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", RuntimeWarning)
+            yield lambda value: _is_fused(value)
+    else:
+        with lt.fused_kernels(False):
+            yield lambda value: not _is_fused(value)
 
 
 def _class_inputs(shape=(6, 5, 4), soft=False, probs=False, seed=1):
@@ -200,10 +221,11 @@ SPARSE = [
 
 @pytest.mark.parametrize("reduction", ["mean", "sum"])
 @pytest.mark.parametrize("kw", SPARSE, ids=str)
-def test_sparse_ce_native_route(kw, reduction):
+def test_sparse_ce_routes(route, kw, reduction):
     module = lt.SparseCategoricalCELoss(from_logits=True, reduction=reduction, **kw)
     x, labels = _class_inputs()
     value, grad = _value_and_grad(module, x, labels)
+    assert route(value)
     ref = lossplug.numpy.sparse_categorical_ce(
         *_numpy_class_axis_last(x, labels, True), from_logits=True, reduction=reduction, **kw
     )
@@ -212,10 +234,12 @@ def test_sparse_ce_native_route(kw, reduction):
     torch.testing.assert_close(grad, composed_grad)
 
 
-def test_sparse_ce_all_ignored_gives_zero_not_nan():
+@pytest.mark.parametrize("kw", [{}, {"class_weights": [1.0, 2.0, 0.5, 3.0, 1.0]}], ids=str)
+def test_sparse_ce_all_ignored_gives_zero_not_nan(route, kw):
     x, labels = _class_inputs()
-    value, grad = _value_and_grad(lt.SparseCategoricalCELoss(from_logits=True, ignore_index=3),
+    value, grad = _value_and_grad(lt.SparseCategoricalCELoss(from_logits=True, ignore_index=3, **kw),
                                   x, torch.full_like(labels, 3))
+    assert route(value)
     assert value.item() == 0.0
     assert torch.all(grad == 0)
 
@@ -223,10 +247,11 @@ def test_sparse_ce_all_ignored_gives_zero_not_nan():
 @pytest.mark.parametrize("reduction", ["mean", "sum"])
 @pytest.mark.parametrize("kw", [{}, {"class_weights": [1.0, 2.0, 0.5, 3.0, 1.0], "label_smoothing": 0.1}],
                          ids=str)
-def test_categorical_ce_native_route(kw, reduction):
+def test_categorical_ce_routes(route, kw, reduction):
     module = lt.CategoricalCELoss(from_logits=True, reduction=reduction, **kw)
     x, y = _class_inputs(soft=True)
     value, grad = _value_and_grad(module, x, y)
+    assert route(value)
     ref = lossplug.numpy.categorical_ce(
         *_numpy_class_axis_last(x, y, False), from_logits=True, reduction=reduction, **kw
     )
@@ -237,12 +262,15 @@ def test_categorical_ce_native_route(kw, reduction):
 
 @pytest.mark.parametrize("reduction", ["mean", "sum"])
 @pytest.mark.parametrize("from_logits", [True, False])
-def test_kl_div_native_route(from_logits, reduction):
+def test_kl_div_routes(route, from_logits, reduction):
     module = lt.KLDivLoss(from_logits=from_logits, reduction=reduction)
     x, p = _class_inputs(soft=True, probs=not from_logits)
     p[0, :2] = 0.0  # zero-probability terms count 0
     p = p / p.sum(1, keepdim=True)
+    if not from_logits:
+        x[1, 2, 0] = 1e-9  # clipped to eps: no gradient there
     value, grad = _value_and_grad(module, x, p)
+    assert route(value)
     ref = lossplug.numpy.kl_div(*_numpy_class_axis_last(x, p, False), from_logits=from_logits,
                                 reduction=reduction)
     np.testing.assert_allclose(value.item(), ref, rtol=1e-12)
@@ -366,7 +394,7 @@ def test_compile_fullgraph_skips_the_fused_function(small_fused, module, kind):
     """Large enough for the fused kernel in eager mode; compiled, the native kernel runs instead."""
     x, y = _inputs(kind)
     eager, eager_grad = _value_and_grad(module, x, y)
-    assert "FusedElementwise" in type(eager.grad_fn).__name__
+    assert _is_fused(eager)
     torch._dynamo.reset()
     compiled = torch.compile(module, backend="eager", fullgraph=True)
     value, grad = _value_and_grad(compiled, x, y)
@@ -394,7 +422,7 @@ def test_fused_bce_logits_keeps_precision_on_confident_logits(small_fused):
     y = (torch.rand(40, 50, generator=g) > 0.5).float()
     x = (2 * y - 1) * (12 + 4 * torch.rand(40, 50, generator=g))
     value, _ = _value_and_grad(lt.BCELoss(from_logits=True), x, y)
-    assert "FusedElementwise" in type(value.grad_fn).__name__
+    assert _is_fused(value)
     ref = lossplug.numpy.bce(x.double().numpy(), y.double().numpy(), from_logits=True)
     np.testing.assert_allclose(value.item(), ref, rtol=1e-5)
 
@@ -428,3 +456,129 @@ def test_dice_label_map_double_backward(kw):
     x.requires_grad_()
     assert torch.autograd.gradcheck(lambda a: module(a, labels), (x,))
     assert torch.autograd.gradgradcheck(lambda a: module(a, labels), (x,))
+
+
+# --- the fused class-loss kernels: 2-D input, float32, double backward, checks, fallback ----------
+
+CLASS_FUSED = [
+    (lt.CategoricalCELoss(from_logits=True, label_smoothing=0.1), "soft"),
+    (lt.CategoricalCELoss(from_logits=True, class_weights=[1.0, 2.0, 0.5, 3.0, 1.0]), "soft"),
+    (lt.SparseCategoricalCELoss(from_logits=True), "labels"),
+    (lt.SparseCategoricalCELoss(from_logits=True, ignore_index=1, class_weights=[1.0, 2.0, 0.5, 3.0, 1.0],
+                                label_smoothing=0.2), "labels"),
+    (lt.KLDivLoss(from_logits=True), "soft"),
+    (lt.KLDivLoss(), "probs"),
+]
+CLASS_IDS = [f"{type(m).__name__}-{m.extra_repr()}" for m, _ in CLASS_FUSED]
+
+
+def _class_case(kind, shape, dtype=torch.float64):
+    x, y = _class_inputs(shape, soft=kind != "labels", probs=kind == "probs")
+    return x.to(dtype), (y.to(dtype) if y.is_floating_point() else y)
+
+
+@pytest.mark.parametrize("shape", [(40, 5), (3, 5, 4, 6)], ids=str)
+@pytest.mark.parametrize(("module", "kind"), CLASS_FUSED, ids=CLASS_IDS)
+def test_fused_class_kernels_match_torch_nn_composed(small_fused, module, kind, shape):
+    """Float64 against the composed formula; float32 within float32 rounding of it."""
+    x, y = _class_case(kind, shape)
+    value, grad = _value_and_grad(module, x, y)
+    assert _is_fused(value)
+    composed, composed_grad = _value_and_grad(lambda a, b: _composed(module, a, b), x, y)
+    np.testing.assert_allclose(value.item(), composed.item(), rtol=1e-12)
+    torch.testing.assert_close(grad, composed_grad, rtol=1e-10, atol=1e-15)
+    value32, grad32 = _value_and_grad(module, x.float(), y.float() if y.is_floating_point() else y)
+    assert _is_fused(value32) and value32.dtype == torch.float32
+    np.testing.assert_allclose(value32.item(), composed.item(), rtol=2e-6)
+    torch.testing.assert_close(grad32, composed_grad.float(), rtol=1e-4, atol=1e-7)
+
+
+def test_fused_sparse_ce_matches_torch_cross_entropy(small_fused):
+    """Independent values: torch.nn.functional.cross_entropy with weights, ignore_index, smoothing."""
+    x, labels = _class_case("labels", (30, 5, 7))
+    w = torch.tensor([1.0, 2.0, 0.5, 3.0, 1.0], dtype=torch.float64)
+    kw = dict(ignore_index=2, label_smoothing=0.15)
+    value, grad = _value_and_grad(
+        lt.SparseCategoricalCELoss(from_logits=True, class_weights=w.tolist(), **kw), x, labels)
+    assert _is_fused(value)
+    expected, expected_grad = _value_and_grad(
+        lambda a, b: torch.nn.functional.cross_entropy(a, b, weight=w, **kw), x, labels)
+    np.testing.assert_allclose(value.item(), expected.item(), rtol=1e-12)
+    torch.testing.assert_close(grad, expected_grad)
+
+
+@pytest.mark.parametrize(("module", "kind"), CLASS_FUSED, ids=CLASS_IDS)
+def test_fused_class_double_backward(small_fused, module, kind):
+    x, y = _class_case(kind, (4, 5, 4))
+    if kind == "probs":
+        x = torch.softmax(torch.randn(4, 5, 4, dtype=torch.float64), 1).clamp(0.05)  # no clip crossing
+    x.requires_grad_()
+    assert _is_fused(module(x, y))
+    assert torch.autograd.gradgradcheck(lambda a: module(a, y), (x,))
+
+
+@pytest.mark.parametrize(("module", "kind", "spoil", "message"), [
+    (lt.SparseCategoricalCELoss(from_logits=True), "labels", ("y", 5), "label 5 is out of range"),
+    (lt.SparseCategoricalCELoss(from_logits=True, ignore_index=-1), "labels", ("y", -3), "label -3"),
+    (lt.CategoricalCELoss(from_logits=True), "soft", ("y", -0.5), "y_true (targets)"),
+    (lt.KLDivLoss(), "probs", ("x", 1.5), "y_pred (probabilities"),
+    (lt.KLDivLoss(from_logits=True), "soft", ("y", float("nan")), "y_true (targets)"),
+], ids=lambda v: v if isinstance(v, str) else None)
+def test_fused_class_kernels_raise_the_value_check_errors(small_fused, module, kind, spoil, message):
+    x, y = _class_case(kind, (6, 5, 4))
+    target = y if spoil[0] == "y" else x
+    target.view(-1)[7] = spoil[1]
+    with pytest.raises(ValueError, match=re.escape(message)):
+        module(x.clone().requires_grad_(), y)
+
+
+def test_sparse_ce_ignored_labels_may_lie_outside_the_classes(small_fused):
+    x, labels = _class_case("labels", (6, 5, 4))
+    labels[0, :2] = 255
+    value, grad = _value_and_grad(lt.SparseCategoricalCELoss(from_logits=True, ignore_index=255), x, labels)
+    assert _is_fused(value)
+    expected = torch.nn.functional.cross_entropy(x, labels, ignore_index=255)
+    np.testing.assert_allclose(value.item(), expected.item(), rtol=1e-12)
+    assert torch.all(grad[0, :, :2] == 0)
+
+
+def test_fused_kernels_switch(small_fused, monkeypatch):
+    x, y = _inputs("regression")
+    with lt.fused_kernels(False):
+        assert not _is_fused(_value_and_grad(lt.MSELoss(), x, y)[0])
+    assert _is_fused(_value_and_grad(lt.MSELoss(), x, y)[0])
+
+
+FALLBACK = """
+import warnings, torch, torch._inductor.config as config
+import lossplug.torch as lt
+from lossplug import _fast_torch
+config.cpp.cxx = ("/nonexistent/c++",)
+_fast_torch.FUSED_MIN_NUMEL = 64
+x = torch.randn(50, 40, dtype=torch.float64, requires_grad=True)
+y = torch.randn(50, 40, dtype=torch.float64)
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    value = lt.HuberLoss()(x, y)
+    value.backward()
+    again = lt.HuberLoss()(x, y)
+expected = torch.nn.functional.huber_loss(x, y)
+assert abs(value.item() - expected.item()) < 1e-12, (value, expected)
+assert type(value.grad_fn).__name__ != "FusedLossBackward"
+messages = [str(w.message) for w in caught if "fused kernel" in str(w.message)]
+assert len(messages) == 1, messages
+print(messages[0])
+"""
+
+
+def test_a_failed_compile_falls_back_to_torch_kernels(tmp_path):
+    """No usable C++ compiler: one warning, torch's own kernel, the same value; nothing cached."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, TORCHINDUCTOR_CACHE_DIR=str(tmp_path / "inductor"))
+    proc = subprocess.run([sys.executable, "-c", FALLBACK], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "compiling the fused kernel _huber failed" in proc.stdout

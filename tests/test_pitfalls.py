@@ -281,7 +281,7 @@ HAND = {
     # conventions.md
     (_C, "Argument order", "torch.nn"): (_bce(0.8, 1) + _bce(0.3, 0)) / 2,
     (_C, "Clipping and logs", "lossplug (float64)"): -_L(1e-7),
-    (_C, "Clipping and logs", "lossplug (float32)"): 23 * _L(2),
+    (_C, "Clipping and logs", "lossplug (float32)"): -_L(1e-7),  # 1 - p is clipped itself: no 2^-23
     (_C, "Huber", "torch.nn"): sum(_huber(e, 2) for e in (0.5, 3.0, 1.0, 0.2)) / 4,
     (_C, "Huber", "torch.nn (SmoothL1Loss)"): sum(_huber(e, 2) for e in (0.5, 3.0, 1.0, 0.2)) / 8,
     # labels smoothed with 0.2: 1 -> 0.9, 0 -> 0.1

@@ -96,31 +96,45 @@ def _range_error(spec, what, lo, hi, allowed):
     )
 
 
-def check_values(spec: LossSpec, xp, y_pred, y_true, params, axis):
-    """Data-dependent checks, run only on concrete (eager) tensors, before anything is computed."""
+def check_values(spec: LossSpec, xp, y_pred, y_true, params, axis, ranges=None):
+    """Data-dependent checks, run only on concrete (eager) tensors, before anything is computed.
+
+    ``ranges`` holds the ``(min, max)`` of ``"y_pred"`` and ``"y_true"`` where a fused kernel took
+    them in its own pass (``y_true``'s with ``ignore_index`` entries counted as 0); the rest are
+    taken here.
+    """
     if not (_VALUE_CHECKS and xp.is_concrete(y_pred)) or "from_logits" not in params:
         return
     if 0 in xp.shape(y_pred):  # an empty batch has no values to check
         return
+    known = ranges or {}
+    ignore = params.get("ignore_index")
+
+    def true_range():
+        if "y_true" in known:
+            return known["y_true"]
+        return xp.minmax(y_true if ignore is None else xp.where(y_true == ignore, 0 * y_true, y_true))
+
+    def pred_range():
+        return known["y_pred"] if "y_pred" in known else xp.minmax(y_pred)
+
     # Comparisons are written so that NaN fails them: `not (lo >= 0)` is True for NaN.
     if params.get("log_input"):
-        lo, hi = xp.minmax(y_pred)
+        lo, hi = pred_range()
         if not hi <= 0:
             raise _range_error(spec, "y_pred (log-probabilities, log_input=True)", lo, hi, "(-inf, 0]")
     elif not params["from_logits"]:
-        lo, hi = xp.minmax(y_pred)
+        lo, hi = pred_range()
         if not (lo >= 0 and hi <= 1):
             raise _range_error(spec, "y_pred (probabilities, from_logits=False)", lo, hi, "[0, 1]")
 
-    ignore = params.get("ignore_index")
     is_labels = len(xp.shape(y_true)) != len(xp.shape(y_pred))
     if is_labels:
         if xp.any_nonintegral(y_true):
             raise ValueError(f"{spec.class_name}: labels in y_true must be integers")
         num_classes = xp.shape(y_pred)[axis]
         top = max(num_classes, 2) if spec.name == "dice" else num_classes
-        labels = y_true if ignore is None else xp.where(y_true == ignore, 0 * y_true, y_true)
-        lo, hi = xp.minmax(labels)
+        lo, hi = true_range()
         if not (lo >= 0 and hi < top):
             bad = hi if lo >= 0 else lo
             raise ValueError(
@@ -129,8 +143,7 @@ def check_values(spec: LossSpec, xp, y_pred, y_true, params, axis):
                 + ("" if ignore is None else f" or equal ignore_index={ignore}")
             )
         return
-    targets = y_true if ignore is None else xp.where(y_true == ignore, 0 * y_true, y_true)
-    lo, hi = xp.minmax(targets)
+    lo, hi = true_range()
     if not (lo >= 0 and hi <= 1):
         raise _range_error(spec, "y_true (targets)", lo, hi, "[0, 1]")
 

@@ -2,7 +2,9 @@
 
 Hyperparameters are plain attributes (``loss.delta``); ``class_weights`` is a buffer, so it follows
 ``.to(device)`` and is saved in ``state_dict``. Half-precision inputs are computed in float32, as
-torch's own losses do under autocast.
+torch's own losses do under autocast. On the CPU, large inputs that need a gradient go through
+fused kernels compiled by inductor on first use (loss and gradient in one pass, the same values;
+``fused_kernels(False)`` or ``LOSSPLUG_FUSED_KERNELS=0`` turns them off).
 """
 
 from __future__ import annotations
@@ -12,11 +14,12 @@ from torch import nn
 
 from lossplug._adapter import LossAdapter
 from lossplug._backend import get_backend
+from lossplug._compiled import fused_kernels
 from lossplug._fast_torch import fast_loss
 from lossplug.formulas.segmentation import dice_score
 
 __all__ = [
-    "LossModule", "MSELoss", "MAELoss", "HuberLoss", "BCELoss", "WeightedBCELoss",
+    "fused_kernels", "LossModule", "MSELoss", "MAELoss", "HuberLoss", "BCELoss", "WeightedBCELoss",
     "CategoricalCELoss", "SparseCategoricalCELoss", "DiceLoss", "KLDivLoss",
 ]
 

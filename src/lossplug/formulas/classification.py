@@ -22,8 +22,9 @@ def weighted_bce(xp, y_pred, y_true, *, pos_weight, neg_weight, from_logits, lab
         y = y * (1.0 - label_smoothing) + 0.5 * label_smoothing
     if from_logits:
         return xp.bce_with_logits(y_pred, y, pos_weight, neg_weight), None
-    p = xp.clip(y_pred, eps, 1.0 - eps)
-    pos, neg = y * xp.log(p), (1.0 - y) * xp.log(1.0 - p)
+    # 1 - p is clipped on its own: in float32, 1 - clip(p) at p = 1 would be 2**-23, not eps
+    p, q = xp.clip(y_pred, eps, 1.0 - eps), xp.clip(1.0 - y_pred, eps, 1.0 - eps)
+    pos, neg = y * xp.log(p), (1.0 - y) * xp.log(q)
     if pos_weight != 1.0:
         pos = pos_weight * pos
     if neg_weight != 1.0:
