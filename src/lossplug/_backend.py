@@ -217,11 +217,11 @@ class TorchBackend:
         counts = self.torch.bincount((labels + rows).reshape(-1), values.reshape(-1), n * num_classes)
         return counts.to(values.dtype).reshape(n, num_classes)
 
-    def label_class_sums(self, p, labels, weights, num_classes, squared):
-        """Dice's per-class sums on a label map, class axis 1 (see ``lossplug._fast_torch``)."""
-        from lossplug._fast_torch import label_class_sums
+    def label_class_sums(self, x, labels, weights, num_classes, squared, activation=None):
+        """Dice's per-class sums of ``activation(x)`` on a label map, class axis 1 (``_fused_dice``)."""
+        from lossplug._fused_dice import label_class_sums
 
-        return label_class_sums(p, labels, weights, num_classes, squared)
+        return label_class_sums(x, labels, weights, num_classes, squared, activation)
 
     def slice_axis(self, x, start, axis):
         return x.narrow(axis, start, x.shape[axis] - start)

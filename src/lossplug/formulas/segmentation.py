@@ -29,19 +29,20 @@ def dice(
     ndim = len(xp.shape(y_pred))
     label_map = len(xp.shape(y_true)) == ndim - 1
     num_classes = xp.shape(y_pred)[axis] if ndim > 1 else 1
-    p = y_pred
+    act = None  # the activation applied to y_pred: "softmax", "sigmoid" or None
     if from_logits:
         softmax = activation == "softmax" or (activation == "auto" and label_map and num_classes > 1)
-        p = xp.softmax(y_pred, axis) if softmax else xp.sigmoid(y_pred)
+        act = "softmax" if softmax else "sigmoid"
 
     if label_map and num_classes > 1 and axis != 0 and (not per_class or hasattr(xp, "sum_by_label")):
         intersection, denominator = _label_map_sums(
-            xp, p, y_true, num_classes=num_classes, axis=axis, squared=squared, per_class=per_class,
-            include_background=include_background, ignore_index=ignore_index,
+            xp, y_pred, y_true, activation=act, num_classes=num_classes, axis=axis, squared=squared,
+            per_class=per_class, include_background=include_background, ignore_index=ignore_index,
         )
     else:
         intersection, denominator = _mask_sums(
-            xp, p, y_true, label_map=label_map, num_classes=num_classes, axis=axis, squared=squared,
+            xp, _activate(xp, y_pred, act, axis), y_true, label_map=label_map, num_classes=num_classes,
+            axis=axis, squared=squared,
             per_class=per_class, include_background=include_background, ignore_index=ignore_index,
         )
     if aggregation == "batch":
@@ -57,6 +58,12 @@ def dice(
         w = xp.constant(weights, loss)
         return xp.sum(w * loss, axis=-1) / xp.sum(w), None
     return loss, None
+
+
+def _activate(xp, y_pred, activation, axis):
+    if activation == "softmax":
+        return xp.softmax(y_pred, axis)
+    return xp.sigmoid(y_pred) if activation == "sigmoid" else y_pred
 
 
 def _mask_sums(
@@ -94,31 +101,34 @@ def _mask_sums(
 
 
 def _label_map_sums(
-    xp, p, y_true, *, num_classes, axis, squared, per_class, include_background, ignore_index
+    xp, y_pred, y_true, *, activation, num_classes, axis, squared, per_class, include_background,
+    ignore_index,
 ):
     r"""The same sums for an integer label map, without building the one-hot ``y``.
 
     For a one-hot ``y``: :math:`\sum_c p_c y_c = p_{\text{label}}` (a gather) and
     :math:`\sum_c y_c^2 = \sum_c y_c = 1` per counted position; per class, both are sums
     grouped by label (``xp.sum_by_label``). A backend with ``label_class_sums`` (torch, class
-    axis 1) computes all per-class sums in one fused kernel instead.
+    axis 1) computes all per-class sums of ``activation(y_pred)`` in one fused kernel instead.
     """
-    ndim = len(xp.shape(p))
+    ndim = len(xp.shape(y_pred))
     labels = xp.cast_int(y_true)
     counted = None  # 1 where a position counts: not ignore_index, not background when it is dropped
     if ignore_index is not None:
         keep = labels != ignore_index
         labels = xp.where(keep, labels, 0 * labels)
-        counted = xp.cast_like(keep, p)
-        p = p * xp.expand_dims(counted, axis)
+        counted = xp.cast_like(keep, y_pred)
     if axis == 1 and hasattr(xp, "label_class_sums"):  # torch: per-class sums in one fused kernel
-        sums = xp.label_class_sums(p, labels, counted, num_classes, squared)  # each (N, C)
+        sums = xp.label_class_sums(y_pred, labels, counted, num_classes, squared, activation)  # (N, C)
         if not include_background:
             sums = [xp.slice_axis(t, 1, 1) for t in sums]
         if not per_class:
             sums = [xp.sum(t, axis=1) for t in sums]
         intersection, p_terms, y_terms = sums
         return intersection, p_terms + y_terms
+    p = _activate(xp, y_pred, activation, axis)
+    if counted is not None:
+        p = p * xp.expand_dims(counted, axis)
     if not include_background:
         foreground = xp.cast_like(labels != 0, p)
         counted = foreground if counted is None else counted * foreground

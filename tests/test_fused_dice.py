@@ -1,0 +1,269 @@
+"""Dice on integer label maps through the compiled kernels of lossplug._fused_dice (torch, CPU).
+
+Values and gradients are checked against a one-hot Dice written out here with torch ops (float64,
+autograd gives its gradient), against MONAI's DiceLoss (float32 and float64) and against the
+composed path (``fused_kernels(False)``); double backward by gradgradcheck. Each test also checks
+that the fused function really ran (its backward node is in the autograd graph).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from monai.losses import DiceLoss as MonaiDiceLoss  # the bench extra; .[dev] installs it
+
+import lossplug.torch as lt
+
+FUSED_NODE = "_FusedLabelSumsBackward"
+
+
+def _graph_names(value):
+    names, seen, stack = set(), set(), [value.grad_fn]
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        names.add(type(node).__name__)
+        stack.extend(f for f, _ in node.next_functions)
+    return names
+
+
+def _value_and_grad(fn, x, labels):
+    x = x.detach().clone().requires_grad_()
+    value = fn(x, labels)
+    value.backward()
+    return value, x.grad
+
+
+def _fused_value_and_grad(module, x, labels):
+    x = x.detach().clone().requires_grad_()
+    value = module(x, labels)
+    assert FUSED_NODE in _graph_names(value)
+    value.backward()
+    return value.detach(), x.grad
+
+
+def one_hot_dice(x, labels, *, activation="softmax", squared=True, per_class=False, include_background=True,
+                 ignore_index=None, aggregation="sample", class_weights=None, smooth=1e-5):
+    """Dice with an explicit one-hot target, class axis 1, written out with torch ops."""
+    c = x.shape[1]
+    p = torch.softmax(x, 1) if activation == "softmax" else torch.sigmoid(x) if activation == "sigmoid" else x
+    keep = torch.ones_like(labels, dtype=x.dtype)
+    if ignore_index is not None:
+        keep = (labels != ignore_index).to(x.dtype)
+    y = F.one_hot(torch.where(keep > 0, labels, 0), c).movedim(-1, 1).to(x.dtype) * keep[:, None]
+    p = p * keep[:, None]
+    if not include_background:
+        p, y = p[:, 1:], y[:, 1:]
+    axes = tuple(range(2, x.dim())) if per_class else tuple(range(1, x.dim()))
+    inter = (p * y).sum(axes)
+    den = (p * p).sum(axes) + (y * y).sum(axes) if squared else p.sum(axes) + y.sum(axes)
+    if aggregation == "batch":
+        inter, den = inter.sum(0), den.sum(0)
+    loss = 1 - (2 * inter + smooth) / (den + smooth)
+    if per_class:
+        w = torch.ones(loss.shape[-1], dtype=x.dtype) if class_weights is None else torch.tensor(
+            class_weights if include_background else class_weights[1:], dtype=x.dtype)
+        loss = (loss * w).sum(-1) / w.sum()
+    return loss.mean()
+
+
+def _seg(shape=(3, 4, 5, 6), seed=0, dtype=torch.float64, ignore=None):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(shape, generator=g, dtype=dtype)
+    labels = torch.randint(0, shape[1], (shape[0],) + shape[2:], generator=g)
+    if shape[0] > 1:
+        labels[1] = 1  # a sample without background; classes 0, 2, 3 empty there
+    if ignore is not None:
+        labels[0, 0, :3] = ignore
+    return x, labels
+
+
+OPTIONS = [
+    {},
+    {"per_class": True},
+    {"squared": False},
+    {"per_class": True, "include_background": False, "class_weights": [0.0, 1.0, 2.0, 1.0]},
+    {"ignore_index": 255},
+    {"ignore_index": 255, "per_class": True, "squared": False},
+    {"ignore_index": 3, "per_class": True, "include_background": False},
+    {"aggregation": "batch", "per_class": True},
+    {"aggregation": "batch", "ignore_index": 255, "include_background": False},
+]
+ACTIVATIONS = ["softmax", "sigmoid", None]
+
+
+def _module(activation, **kw):
+    if activation is None:
+        return lt.DiceLoss(**kw)
+    return lt.DiceLoss(from_logits=True, activation=activation, **kw)
+
+
+def _inputs(activation, kw, **seg):
+    x, labels = _seg(ignore=kw.get("ignore_index"), **seg)
+    return (torch.softmax(x, 1) if activation is None else x), labels
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS, ids=str)
+@pytest.mark.parametrize("kw", OPTIONS, ids=str)
+def test_fused_matches_one_hot_dice_float64(activation, kw):
+    x, labels = _inputs(activation, kw)
+    value, grad = _fused_value_and_grad(_module(activation, **kw), x, labels)
+    ref, ref_grad = _value_and_grad(lambda a, b: one_hot_dice(a, b, activation=activation, **kw), x, labels)
+    torch.testing.assert_close(value, ref, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(grad, ref_grad, rtol=1e-10, atol=1e-14)
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS, ids=str)
+@pytest.mark.parametrize("kw", [{}, {"per_class": True, "ignore_index": 255, "include_background": False}],
+                         ids=str)
+def test_fused_matches_the_composed_path_float32(activation, kw):
+    x, labels = _inputs(activation, kw, shape=(2, 5, 17, 19), dtype=torch.float32)
+    module = _module(activation, **kw)
+    value, grad = _fused_value_and_grad(module, x, labels)
+    with lt.fused_kernels(False):
+        composed, composed_grad = _value_and_grad(module, x, labels)
+    torch.testing.assert_close(value, composed.detach(), rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(grad, composed_grad, rtol=1e-5, atol=1e-9)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+@pytest.mark.parametrize(("ours", "theirs"), [
+    ({}, {"softmax": True}),
+    ({"include_background": False}, {"softmax": True, "include_background": False}),
+    ({"squared": False}, {"softmax": True, "squared_pred": False}),
+    ({"aggregation": "batch"}, {"softmax": True, "batch": True}),
+    ({"activation": "sigmoid"}, {"sigmoid": True}),
+], ids=str)
+def test_fused_matches_monai(dtype, ours, theirs):
+    x, labels = _seg((2, 4, 24, 20), seed=1, dtype=dtype)
+    module = lt.DiceLoss(from_logits=True, per_class=True, **ours)
+    value, grad = _fused_value_and_grad(module, x, labels)
+    monai = MonaiDiceLoss(to_onehot_y=True, squared_pred=True, smooth_nr=1e-5, smooth_dr=1e-5) \
+        if "squared_pred" not in theirs else MonaiDiceLoss(to_onehot_y=True, smooth_nr=1e-5, smooth_dr=1e-5)
+    for key, v in theirs.items():
+        setattr(monai, key, v)
+    ref, ref_grad = _value_and_grad(lambda a, b: monai(a, b[:, None]), x, labels)
+    # MONAI forms the intersection from vector norms (|p|^2 + |y|^2 - |p - y|^2) / 2: its value is
+    # about 1e-8 relative off in float64, and its small gradient entries more (absolute 1e-11 here)
+    f64 = dtype == torch.float64
+    torch.testing.assert_close(value, ref.detach(), rtol=1e-7 if f64 else 2e-5, atol=0)
+    scale = ref_grad.abs().max().item()
+    torch.testing.assert_close(grad, ref_grad, rtol=1e-5, atol=(1e-7 if f64 else 1e-4) * scale)
+
+
+def test_fused_on_a_volume_with_batch_one():
+    x, labels = _seg((1, 3, 4, 5, 6), seed=4)
+    kw = {"per_class": True, "include_background": False}
+    value, grad = _fused_value_and_grad(lt.DiceLoss(from_logits=True, **kw), x, labels)
+    ref, ref_grad = _value_and_grad(lambda a, b: one_hot_dice(a, b, **kw), x, labels)
+    torch.testing.assert_close(value, ref.detach(), rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(grad, ref_grad, rtol=1e-10, atol=1e-14)
+
+
+@pytest.mark.parametrize("activation", ["softmax", "sigmoid"])
+def test_extreme_logits_stay_finite_and_exact(activation):
+    x, labels = _seg((2, 4, 8, 8), seed=5, dtype=torch.float32)
+    x = 1e3 * torch.sign(x)  # saturated: softmax/sigmoid exactly 0 or 1 in float32
+    module = lt.DiceLoss(from_logits=True, activation=activation, per_class=True)
+    value, grad = _fused_value_and_grad(module, x, labels)
+    assert torch.isfinite(value) and torch.isfinite(grad).all()
+    ref, ref_grad = _value_and_grad(
+        lambda a, b: one_hot_dice(a, b, activation=activation, per_class=True), x.double(), labels)
+    torch.testing.assert_close(value.double(), ref.detach(), rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(grad.double(), ref_grad, rtol=1e-5, atol=1e-9)
+
+
+def test_empty_masks_with_zero_smoothing():
+    """Every position ignored: both masks empty, and with smooth=0 the loss is 0 with a zero gradient."""
+    x, labels = _seg((2, 3, 4, 4), seed=6)
+    labels[:] = 255
+    for kw in ({}, {"per_class": True}, {"aggregation": "batch", "per_class": True}):
+        value, grad = _fused_value_and_grad(lt.DiceLoss(from_logits=True, smooth=0.0, ignore_index=255, **kw),
+                                            x, labels)
+        assert value.item() == 0.0
+        assert torch.equal(grad, torch.zeros_like(grad))
+
+
+def test_absent_classes_with_zero_smoothing():
+    """Classes missing from the labels: finite loss and gradient (their prediction is pushed to 0)."""
+    x, labels = _seg((2, 4, 6, 6), seed=7)
+    labels[:] = 1
+    module = lt.DiceLoss(from_logits=True, smooth=0.0, per_class=True)
+    value, grad = _fused_value_and_grad(module, x, labels)
+    ref, ref_grad = _value_and_grad(lambda a, b: one_hot_dice(a, b, per_class=True, smooth=0.0), x, labels)
+    torch.testing.assert_close(value, ref.detach(), rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(grad, ref_grad, rtol=1e-10, atol=1e-14)
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS, ids=str)
+def test_gradcheck_and_double_backward(activation):
+    kw = {"per_class": True, "ignore_index": 255, "squared": activation != "sigmoid"}
+    x, labels = _inputs(activation, kw, shape=(2, 3, 3, 4))
+    module = _module(activation, **kw)
+    x.requires_grad_()
+    assert FUSED_NODE in _graph_names(module(x, labels))
+    assert torch.autograd.gradcheck(lambda a: module(a, labels), (x,))
+    assert torch.autograd.gradgradcheck(lambda a: module(a, labels), (x,))
+
+
+def test_backward_twice_through_a_retained_graph():
+    x, labels = _seg((2, 4, 6, 5), seed=8)
+    x.requires_grad_()
+    value = lt.DiceLoss(from_logits=True, per_class=True)(x, labels)
+    value.backward(retain_graph=True)
+    first = x.grad.clone()
+    value.backward()
+    torch.testing.assert_close(x.grad, 2 * first)
+
+
+def test_under_no_grad_and_with_a_scaled_output():
+    x, labels = _seg((2, 4, 6, 5), seed=9)
+    module = lt.DiceLoss(from_logits=True, per_class=True, reduction="sum")
+    with torch.no_grad():
+        plain = module(x, labels)
+    torch.testing.assert_close(plain, one_hot_dice(x, labels, per_class=True) * 2, rtol=1e-12, atol=0)
+    x.requires_grad_()
+    (3.0 * module(x, labels)).backward()
+    ref_x = x.detach().clone().requires_grad_()
+    (6.0 * one_hot_dice(ref_x, labels, per_class=True)).backward()
+    torch.testing.assert_close(x.grad, ref_x.grad, rtol=1e-10, atol=1e-14)
+
+
+def test_bf16_autocast_and_bf16_input():
+    """Under CPU autocast the sums stay float32 (the kernel runs with autocast off)."""
+    x, labels = _seg((2, 4, 8, 8), seed=10, dtype=torch.float32)
+    module = lt.DiceLoss(from_logits=True, per_class=True)
+    plain, plain_grad = _fused_value_and_grad(module, x, labels)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        cast, cast_grad = _fused_value_and_grad(module, x, labels)
+    torch.testing.assert_close(cast, plain, rtol=1e-6, atol=0)
+    torch.testing.assert_close(cast_grad, plain_grad, rtol=1e-6, atol=1e-12)
+    xb = x.bfloat16().requires_grad_()
+    value = module(xb, labels)
+    value.backward()
+    assert xb.grad.dtype == torch.bfloat16
+    torch.testing.assert_close(value, module(xb.detach().float(), labels), rtol=1e-6, atol=0)
+
+
+def test_switched_off_runs_the_composed_path():
+    x, labels = _seg(seed=11)
+    module = lt.DiceLoss(from_logits=True, per_class=True, ignore_index=255)
+    with lt.fused_kernels(False):
+        value = module(x.clone().requires_grad_(), labels)
+    assert FUSED_NODE not in _graph_names(value)
+    fused, _ = _fused_value_and_grad(module, x, labels)
+    torch.testing.assert_close(value.detach(), fused, rtol=1e-12, atol=1e-14)
+
+
+def test_torch_compile_composes_the_sums_without_graph_breaks():
+    x, labels = _seg(seed=12)
+    module = lt.DiceLoss(from_logits=True, per_class=True, ignore_index=3, include_background=False)
+    eager, eager_grad = _fused_value_and_grad(module, x, labels)
+    torch._dynamo.reset()
+    compiled = torch.compile(module, backend="eager", fullgraph=True)
+    value, grad = _value_and_grad(compiled, x, labels)
+    torch.testing.assert_close(value.detach(), eager, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(grad, eager_grad, rtol=1e-10, atol=1e-14)
