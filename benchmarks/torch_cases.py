@@ -5,6 +5,8 @@ candidates on the same inputs, interleaved in one process. Candidates:
 
 - ``lossplug``: the lossplug module as users call it (value checks on, the default);
 - ``lossplug (no checks)``: the same inside ``lossplug.value_checks(False)``;
+- ``lossplug (torch kernels)``: the same inside ``lossplug.torch.fused_kernels(False)``: torch's
+  own kernels instead of lossplug's compiled fused ones (what runs where nothing can be compiled);
 - ``native``: the torch.nn.functional equivalent (or MONAI's ``DiceLoss`` for Dice);
 - ``hand``: the plain composed formula a user would write.
 
@@ -42,8 +44,17 @@ def _with_checks_off(fn):
     return run
 
 
+def _with_fused_off(fn):
+    def run(x, y):
+        with lt.fused_kernels(False):
+            return fn(x, y)
+
+    return run
+
+
 def _lossplug(module):
-    return {"lossplug": module, "lossplug (no checks)": _with_checks_off(module)}
+    return {"lossplug": module, "lossplug (no checks)": _with_checks_off(module),
+            "lossplug (torch kernels)": _with_fused_off(module)}
 
 
 # --- inputs ---------------------------------------------------------------------------------------

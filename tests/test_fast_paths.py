@@ -41,7 +41,7 @@ FUSED, FUSED_IDS = ELEMENTWISE, IDS
 @pytest.fixture
 def small_fused(monkeypatch):
     """Fused kernels from 64 elements on; a compile failure fails the test instead of falling back."""
-    monkeypatch.setattr(_fast_torch, "FUSED_MIN_NUMEL", 64)
+    monkeypatch.setattr(_fast_torch, "FUSED_MIN_NUMEL", dict.fromkeys(_fast_torch.FUSED_MIN_NUMEL, 64))
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
         yield
@@ -183,7 +183,7 @@ def test_a_subclass_overriding_terms_is_not_bypassed(small_fused):
 def route(request, monkeypatch):
     """Run a test through the fused kernel (asserting it ran) and through torch's own kernels."""
     if request.param == "fused":
-        monkeypatch.setattr(_fast_torch, "FUSED_MIN_NUMEL", 64)
+        monkeypatch.setattr(_fast_torch, "FUSED_MIN_NUMEL", dict.fromkeys(_fast_torch.FUSED_MIN_NUMEL, 64))
         with warnings.catch_warnings():
             warnings.simplefilter("error", RuntimeWarning)
             yield lambda value: _is_fused(value)
@@ -554,7 +554,7 @@ import warnings, torch, torch._inductor.config as config
 import lossplug.torch as lt
 from lossplug import _fast_torch
 config.cpp.cxx = ("/nonexistent/c++",)
-_fast_torch.FUSED_MIN_NUMEL = 64
+_fast_torch.FUSED_MIN_NUMEL = dict.fromkeys(_fast_torch.FUSED_MIN_NUMEL, 64)
 x = torch.randn(50, 40, dtype=torch.float64, requires_grad=True)
 y = torch.randn(50, 40, dtype=torch.float64)
 with warnings.catch_warnings(record=True) as caught:

@@ -4,7 +4,7 @@ Two kinds, both giving the value of the composed formula in ``lossplug.formulas`
 ``tests/test_fast_paths.py`` against ``lossplug.numpy`` in float64 and against torch.nn):
 
 - **fused kernels** (``lossplug._fused_torch``): where the input needs a gradient, is on the CPU,
-  float32/float64, contiguous and has at least ``FUSED_MIN_NUMEL`` elements, one compiled kernel
+  float32/float64, contiguous and has at least ``FUSED_MIN_NUMEL[kernel]`` elements, one compiled kernel
   computes the loss, its gradient and the value checks' ranges in a single pass; the backward hands
   that gradient over. mse, mae, huber, bce and weighted_bce (logits and probabilities, with label
   smoothing), categorical_ce and sparse_categorical_ce on logits (class weights, ignore_index,
@@ -32,8 +32,14 @@ from lossplug import _compiled, _core
 from lossplug._backend import get_backend
 from lossplug._fused_torch import KERNELS, FusedLoss
 
-FUSED_MIN_NUMEL = 1 << 15
-"""Smaller inputs use the native kernels: calling a compiled kernel costs tens of microseconds."""
+FUSED_MIN_NUMEL = {
+    "mse": 1 << 20, "huber": 1 << 19, "mae": 1 << 17, "bce_logits": 1 << 18,
+    "bce_probs": 1 << 14, "categorical": 1 << 14, "sparse": 1 << 14, "kl_logits": 1 << 14,
+    "kl_probs": 1 << 14,
+}
+"""Below these sizes (elements of ``y_pred``) the native kernels run: calling a compiled kernel costs
+~0.1 ms more, and torch's kernels are fast while the inputs fit in the CPU caches. Measured with one
+thread (``python -m benchmarks``); BCE on probabilities has no exact native kernel."""
 
 _xp = get_backend("torch")
 
@@ -76,9 +82,10 @@ class _Checks:
 # --- the fused kernels --------------------------------------------------------------------------
 
 
-def _fusable(x: torch.Tensor, y: torch.Tensor) -> bool:
+def _fusable(kind: str, x: torch.Tensor, y: torch.Tensor) -> bool:
     return (
-        _compiled.usable()
+        x.numel() >= FUSED_MIN_NUMEL[kind]
+        and _compiled.usable()
         and torch.is_grad_enabled()
         and x.requires_grad
         and not y.requires_grad
@@ -86,7 +93,6 @@ def _fusable(x: torch.Tensor, y: torch.Tensor) -> bool:
         and x.device.type == "cpu"
         and x.dtype in (torch.float32, torch.float64)
         and (y.dtype == x.dtype or not y.is_floating_point())
-        and x.numel() >= FUSED_MIN_NUMEL
         and x.is_contiguous()
         and y.is_contiguous()
     )
@@ -127,7 +133,7 @@ def _mean_scale(reduction, n):
 def _regression(kind, native, *param_names):
     """The route of mse, mae or huber: the fused kernel ``kind``, else ``native(m, x, y)``."""
     def route(m, x, y, checks):
-        if _fusable(x, y):
+        if _fusable(kind, x, y):
             c = _consts(x, _mean_scale(m.reduction, x.numel()), *(getattr(m, k) for k in param_names))
             fused = _fused(kind, x, (x.view(-1), y.view(-1)), c, checks, lambda x: native(m, x, y))
             if fused is not None:
@@ -155,7 +161,7 @@ def _bce_like(m, x, y, checks, pos, neg):
     if not y.is_floating_point():
         y = y.to(x.dtype)
     ls = m.label_smoothing
-    if _fusable(x, y):
+    if _fusable("bce_logits" if m.from_logits else "bce_probs", x, y):
         scale = _mean_scale(m.reduction, x.numel())
         if m.from_logits:
             kind, c = "bce_logits", _consts(x, scale, pos, neg, ls)
@@ -202,7 +208,7 @@ def _sparse_ce(m, x, labels, checks):
         return None  # probabilities: the formula already gathers first (N values, not N x C)
     w = _weights(m, x)
     ignore = -100 if m.ignore_index is None else m.ignore_index
-    if not labels.is_floating_point() and _fusable(x, labels):  # float labels: checked, then cast
+    if not labels.is_floating_point() and _fusable("sparse", x, labels):  # float labels: checked, then cast
         labels = labels.long()
         if m.reduction == "sum":
             scale = 1.0
@@ -244,7 +250,7 @@ def _categorical_ce(m, x, y, checks):
             den = x.numel() // x.shape[1]
         else:
             den = torch.dot(y.sum(dim=[d for d in range(y.dim()) if d != 1]), w)
-    if _fusable(x, y):
+    if _fusable("categorical", x, y):
         if den is None:
             scale = 1.0
         elif w is None:
@@ -267,7 +273,7 @@ def _categorical_ce(m, x, y, checks):
 def _kl_div(m, q, p, checks):
     if m.log_input or not _class_axis_is_1(m, q):
         return None  # log_input may hold -inf where p = 0; the formula's where() handles that
-    if _fusable(q, p):
+    if _fusable("kl_logits" if m.from_logits else "kl_probs", q, p):
         scale = _mean_scale(m.reduction, q.numel() // q.shape[1])
         if m.from_logits:
             kind, c = "kl_logits", _consts(q, scale)
