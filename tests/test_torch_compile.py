@@ -18,8 +18,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(autouse=True)
 def fresh_dynamo():
-    # every lossplug module shares LossModule.forward: without a reset, the ninth distinct module
-    # would hit dynamo's recompile limit (8 per code object)
+    # each test starts from an empty dynamo cache (its recompile limit is 8 per code object)
     torch._dynamo.reset()
     yield
     torch._dynamo.reset()
@@ -92,3 +91,21 @@ def test_shape_errors_still_raise_when_compiled_without_fullgraph():
     compiled = torch.compile(torch_loss(CASES[0]), backend="eager")
     with pytest.raises(ValueError, match=r"\(3, 4\).*\(4, 3\)"):
         compiled(torch.zeros(3, 4), torch.zeros(4, 3))
+
+
+def test_each_loss_class_has_its_own_compile_cache():
+    """Two modules of each class compiled in one process: no recompile limit is hit.
+
+    With one shared ``forward`` code object, the ninth module failed with FailOnRecompileLimitHit.
+    """
+    limit = torch._dynamo.config.recompile_limit
+    modules = [factory(**kw) for factory in (lt.MSELoss, lt.MAELoss, lt.HuberLoss, lt.BCELoss)
+               for kw in ({}, {"reduction": "sum"})]
+    modules += [lt.WeightedBCELoss(pos_weight=2.0), lt.WeightedBCELoss(neg_weight=0.5), lt.DiceLoss(),
+                lt.DiceLoss(per_class=True)]
+    assert len(modules) > limit
+    x, y = torch.rand(6, 4), torch.rand(6, 4)
+    for module in modules:
+        compiled = torch.compile(module, fullgraph=True, backend="eager")
+        torch.testing.assert_close(compiled(x, y), module(x, y))
+    assert lt.MSELoss.forward.__code__ is not lt.MAELoss.forward.__code__

@@ -9,6 +9,8 @@ fused kernels compiled by inductor on first use (loss and gradient in one pass, 
 
 from __future__ import annotations
 
+import types
+
 import torch
 from torch import nn
 
@@ -48,6 +50,18 @@ class LossModule(LossAdapter, nn.Module):
 
     framework = "torch"
     _call = "loss(y_pred, y_true)"
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "forward" not in cls.__dict__:
+            # a forward of the class's own: torch.compile keeps its cache (and its limit of 8
+            # recompilations) per code object, as it does for each torch.nn loss class
+            base = LossModule.forward
+            code = base.__code__.replace(co_qualname=f"{cls.__qualname__}.forward")
+            forward = types.FunctionType(code, base.__globals__, "forward", base.__defaults__)
+            forward.__doc__, forward.__qualname__ = base.__doc__, f"{cls.__qualname__}.forward"
+            forward.__annotations__ = base.__annotations__
+            cls.forward = forward
 
     def _base_init(self, **params):
         nn.Module.__init__(self)
