@@ -165,11 +165,11 @@ def test_import_cli_imports_no_framework():
 def test_check_runs_every_installed_framework_and_passes():
     out = run("check")
     assert out.returncode == 0, out.stdout + out.stderr
-    for title in ["torch f64", "torch f32", "keras/tensorflow", "keras/jax", "keras/torch"]:
+    for title in ["torch f64", "torch f32", "torch fused", "keras/tensorflow", "keras/jax", "keras/torch"]:
         assert title in out.stdout.splitlines()[4]  # the header row: every installed framework ran
     rows = [line for line in out.stdout.splitlines() if line.split()[:1] and line.split()[0] in NAMES]
     assert {r.split()[0] for r in rows} == set(NAMES)
-    assert all(r.count(" ok ") == 5 for r in rows)
+    assert all(r.count(" ok ") == 6 for r in rows)
     assert "OK: all" in out.stdout and "MISMATCH" not in out.stdout
 
 

@@ -3,7 +3,8 @@
 ``lossplug check`` runs this. Each :class:`Case` is a loss with parameters and a recipe for small
 random inputs, made channels-last (class axis -1, as NumPy and Keras expect); torch gets the same
 arrays with the class axis moved to dim 1. The NumPy float64 result is the reference; torch runs
-in float64 and float32 in this process, and Keras runs once per importable backend, each in its
+in float64 and float32 in this process (and once more in float64 through the compiled fused
+kernels, forced on for these small inputs), and Keras runs once per importable backend, each in its
 own subprocess (``KERAS_BACKEND`` is fixed per process), in float32. Every case is compared
 under ``reduction="mean"``, ``"sum"`` and ``"none"``.
 
@@ -204,10 +205,24 @@ def reference(case: Case, seed: int, framework: str) -> dict[str, np.ndarray]:
 # --- running a framework ------------------------------------------------------------------------
 
 
-def run_torch(seed: int, dtype: str) -> dict[str, dict]:
-    """Every case through ``lossplug.torch`` in ``dtype``: ``{case id: {reduction: values}}``."""
+def run_torch(seed: int, dtype: str, fused: bool = False) -> dict[str, dict]:
+    """Every case through ``lossplug.torch`` in ``dtype``: ``{case id: {reduction: values}}``.
+
+    ``fused``: with ``y_pred`` requiring grad and the size thresholds at 0, so that every loss with
+    a compiled fused kernel runs it (on real inputs only large tensors do).
+    """
     import torch
 
+    if fused:
+        from lossplug import _fast_torch
+
+        sizes = _fast_torch.FUSED_MIN_NUMEL
+        _fast_torch.FUSED_MIN_NUMEL = dict.fromkeys(sizes, 0)
+        try:
+            with torch.enable_grad():
+                return run_torch(seed, dtype)
+        finally:
+            _fast_torch.FUSED_MIN_NUMEL = sizes
     import lossplug.torch as torch_losses
     from lossplug._spec import REGISTRY
 
@@ -215,7 +230,7 @@ def run_torch(seed: int, dtype: str) -> dict[str, dict]:
     results = {}
     for case in CASES:
         y_pred, y_true = _channels_first(case, *case_inputs(case, seed))
-        y_pred_t = torch.as_tensor(y_pred, dtype=torch_dtype)
+        y_pred_t = torch.as_tensor(y_pred, dtype=torch_dtype).requires_grad_(torch.is_grad_enabled())
         labels = y_true.dtype.kind in "iu"
         y_true_t = torch.as_tensor(y_true, dtype=torch.long if labels else torch_dtype)
         cls = getattr(torch_losses, REGISTRY[case.loss].class_name)
@@ -320,7 +335,8 @@ def columns_to_run(frameworks: list[str] | None = None) -> list[Column]:
     if "torch" in wanted:
         note = None if _importable("torch") else "torch is not installed"
         cols += [Column("torch f64", "torch", "float64", note=note),
-                 Column("torch f32", "torch", "float32", note=note)]
+                 Column("torch f32", "torch", "float32", note=note),
+                 Column("torch fused", "torch", "float64", note=note)]
     for backend in KERAS_BACKENDS:
         if f"keras-{backend}" not in wanted:
             continue
@@ -349,7 +365,8 @@ def run_all(seed: int = 0, frameworks: list[str] | None = None, timeout: float =
                 workers.append((col, proc, path))
         for col in cols:
             if col.framework == "torch" and col.note is None:
-                col.results = run_torch(seed, col.dtype)
+                col.results = run_torch(seed, col.dtype, fused=col.title == "torch fused")
+        _note_unavailable_fused_kernels(cols)
         for col, proc, path in workers:
             try:
                 _, stderr = proc.communicate(timeout=timeout)
@@ -365,6 +382,21 @@ def run_all(seed: int = 0, frameworks: list[str] | None = None, timeout: float =
             with open(path) as f:
                 col.results = json.load(f)
     return cols
+
+
+def _note_unavailable_fused_kernels(cols: list[Column]) -> None:
+    """Without a working compiler the fused column ran torch's kernels: say so, do not show it."""
+    col = next((c for c in cols if c.title == "torch fused" and c.results is not None), None)
+    if col is None:
+        return
+    from lossplug import _compiled
+    from lossplug._fused_torch import KERNELS
+
+    failures = [k.failure for k in KERNELS.values() if k.failure]
+    if not _compiled.usable() or failures:
+        col.results = None
+        col.note = ("fused kernels switched off" if not _compiled.usable()
+                    else f"fused kernels could not be compiled ({failures[0]})")
 
 
 def report(cols: list[Column], seed: int) -> tuple[str, bool]:
