@@ -308,7 +308,13 @@ class KerasBackend:
         return self.ops.mean(x, axis=axis, keepdims=keepdims)
 
     def log_softmax(self, x, axis):
-        return self.ops.log_softmax(x, axis=axis)
+        if self.keras.backend.backend() != "tensorflow":
+            return self.ops.log_softmax(x, axis=axis)
+        # tf.nn.log_softmax's gradient compiles ~15% slower under XLA than the same formula in
+        # plain ops (jax.nn.log_softmax's): z - log(sum(exp(z))), z = x - max(x), max held constant.
+        ops = self.ops
+        z = x - ops.stop_gradient(ops.max(x, axis=axis, keepdims=True))
+        return z - ops.log(ops.sum(ops.exp(z), axis=axis, keepdims=True))
 
     def select(self, x, index, axis):
         return self.ops.take(x, index, axis=axis)

@@ -68,22 +68,31 @@ def bulk_call(losses, y_true, y_pred, dtype="float32") -> list[np.ndarray]:
         return [to_numpy(v).astype(np.float64) for v in out]
 
 
-def value_and_grad(fn, x: np.ndarray, dtype: str = "float32"):
-    """``fn(x)`` and its gradient with respect to ``x``, from the backend's own autodiff."""
+def value_and_grad(fn, x: np.ndarray, dtype: str = "float32", compiled: bool = False):
+    """``fn(x)`` and its gradient with respect to ``x``, from the backend's own autodiff.
+
+    ``compiled``: under XLA, as a training step runs (``tf.function(jit_compile=True)``,
+    ``jax.jit``); torch runs eagerly either way.
+    """
     x = np.asarray(x, dtype=dtype)
     if BACKEND == "tensorflow":
         import tensorflow as tf
 
-        xt = tf.constant(x)
-        with tf.GradientTape() as tape:
-            tape.watch(xt)
-            value = fn(xt)
-        grad = tape.gradient(value, xt)
+        def step(xt):
+            with tf.GradientTape() as tape:
+                tape.watch(xt)
+                value = fn(xt)
+            return value, tape.gradient(value, xt)
+
+        if compiled:
+            step = tf.function(step, jit_compile=True)
+        value, grad = step(tf.constant(x))
         return float(value.numpy()), np.asarray(grad.numpy())
     if BACKEND == "jax":
         import jax
 
-        value, grad = jax.value_and_grad(lambda v: fn(v))(x)
+        step = jax.value_and_grad(lambda v: fn(v))
+        value, grad = (jax.jit(step) if compiled else step)(x)
         return float(value), np.asarray(grad)
     import torch
 
