@@ -26,6 +26,12 @@ _xp = get_backend("keras")
 _register = keras.saving.register_keras_serializable(package="lossplug")
 
 
+def _tensor(x, dtype):
+    x = keras.ops.convert_to_tensor(x, dtype=dtype)
+    # a tf.Variable comes back unchanged, and keras.ops.take_along_axis needs a tensor's .ndim
+    return x if hasattr(x, "ndim") else keras.ops.copy(x)
+
+
 class LossClass(LossAdapter, keras.losses.Loss):
     """Base of every lossplug Keras loss.
 
@@ -52,8 +58,7 @@ class LossClass(LossAdapter, keras.losses.Loss):
 
     def call(self, y_true, y_pred):
         # Loss.__call__ turns a Python list into a list of scalar tensors; stack it back.
-        y_true = keras.ops.convert_to_tensor(y_true, dtype=self.dtype)
-        y_pred = keras.ops.convert_to_tensor(y_pred, dtype=self.dtype)
+        y_true, y_pred = _tensor(y_true, self.dtype), _tensor(y_pred, self.dtype)
         y_true, y_pred = self._match_rank(y_true, y_pred)
         y_true = self._check(_xp, y_pred, y_true)
         loss, weight = self.terms(y_true, y_pred)

@@ -20,6 +20,7 @@ from keras_helpers import (
     tolerance,
 )
 
+import lossplug
 import lossplug.keras as lk
 
 pytestmark = pytest.mark.keras
@@ -309,3 +310,29 @@ def test_elementwise_losses_take_keras_n_targets_against_n_by_1_outputs(name):
     np.testing.assert_allclose(call(loss, y_true[:, None], y_pred), expected, rtol=1e-5)
     with pytest.raises(ValueError, match="never broadcasts"):
         call(loss, y_true[:, None], np.stack([y_pred, y_pred], 1))
+
+
+def _variable_case(name, rng):
+    p = rng.random((4, 3)).astype("float32")
+    p = p / p.sum(-1, keepdims=True)
+    if name in ("mse", "mae", "huber", "bce", "weighted_bce"):
+        return rng.random((4, 3)).astype("float32"), p
+    if name == "sparse_categorical_ce":
+        return np.array([0, 2, 1, 1]), p
+    return np.eye(3, dtype="float32")[[0, 2, 1, 1]], p
+
+
+@pytest.mark.parametrize("name", lossplug.available())
+def test_a_variable_as_y_pred_gives_the_tensor_value(name):
+    """keras.Variable (and tf.Variable on TensorFlow) as y_pred: the value of the same tensor."""
+    y_true, y_pred = _variable_case(name, np.random.default_rng(5))
+    loss = lossplug.get(name, framework="keras")
+    expected = float(keras.ops.convert_to_numpy(loss(y_true, y_pred)))
+    variables = [keras.Variable(y_pred)]
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        variables.append(tf.Variable(y_pred))
+    for variable in variables:
+        np.testing.assert_allclose(float(keras.ops.convert_to_numpy(loss(y_true, variable))), expected,
+                                   rtol=1e-6)
