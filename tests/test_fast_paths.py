@@ -582,3 +582,34 @@ def test_a_failed_compile_falls_back_to_torch_kernels(tmp_path):
                           timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "compiling the fused kernel _huber failed" in proc.stdout
+
+
+# --- torch.func transforms: no fused kernel, no custom autograd function, no value check ----------
+
+FUNC = [
+    (lt.MSELoss(), "regression"),
+    (lt.HuberLoss(delta=0.5), "regression"),
+    (lt.BCELoss(from_logits=True), "logits"),
+    (lt.WeightedBCELoss(pos_weight=2.0), "probabilities"),
+    (lt.CategoricalCELoss(from_logits=True), "soft"),
+    (lt.SparseCategoricalCELoss(from_logits=True, ignore_index=1), "labels"),
+    (lt.KLDivLoss(from_logits=True), "soft"),
+    (lt.DiceLoss(from_logits=True, per_class=True), "labels"),
+]
+
+
+@pytest.mark.parametrize(("module", "kind"), FUNC,
+                         ids=lambda v: v if isinstance(v, str) else type(v).__name__)
+def test_torch_func_grad_and_vmap(small_fused, module, kind):
+    """Per-sample gradients with torch.func: the values and gradients of plain autograd."""
+    if kind in ("regression", "logits", "probabilities"):
+        x, y = _inputs(kind, shape=(6, 20))
+        x = x.clamp(0.05, 0.95) if kind == "probabilities" else x
+    else:
+        x, y = _class_case(kind, (6, 5, 4))
+    per_sample = torch.func.vmap(torch.func.grad(lambda a, b: module(a[None], b[None])))(x, y)
+    for i in range(x.shape[0]):
+        _, expected = _value_and_grad(module, x[i:i + 1], y[i:i + 1])
+        torch.testing.assert_close(per_sample[i], expected[0])
+    values = torch.func.vmap(lambda a, b: module(a[None], b[None]))(x, y)
+    torch.testing.assert_close(values, torch.stack([module(x[i:i + 1], y[i:i + 1]) for i in range(6)]))

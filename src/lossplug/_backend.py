@@ -114,7 +114,9 @@ class TorchBackend:
         self.torch, self.F = torch, F
 
     def is_concrete(self, x) -> bool:
-        return not self.torch.compiler.is_compiling()
+        # not while torch.compile traces, nor under a torch.func transform (vmap cannot .item())
+        torch = self.torch
+        return not torch.compiler.is_compiling() and torch._C._functorch.peek_interpreter_stack() is None
 
     def minmax(self, x) -> tuple[float, float]:
         if x.dtype == self.torch.bool:

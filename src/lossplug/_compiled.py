@@ -44,8 +44,18 @@ def fused_kernels(enabled: bool):
 
 
 def usable() -> bool:
-    """Whether fused kernels are switched on."""
-    return _ENABLED
+    """Whether a fused kernel may run: switched on, in plain eager mode.
+
+    Not while ``torch.compile`` traces (the caller's compiler fuses the loss itself), nor under a
+    ``torch.func`` transform (``grad``, ``vmap``, ...), which custom autograd functions and
+    compiled kernels do not support.
+    """
+    return _ENABLED and not torch.compiler.is_compiling() and not functorch_active()
+
+
+def functorch_active() -> bool:
+    """Whether a ``torch.func`` transform (``grad``, ``vmap``, ``jacrev``, ...) is running."""
+    return torch._C._functorch.peek_interpreter_stack() is not None
 
 
 class Kernel:
@@ -61,7 +71,7 @@ class Kernel:
 
     def run(self, *args):
         """``fn(*args)`` compiled, or ``None`` when fused kernels are off or compiling failed."""
-        if not _ENABLED or self.failure is not None:
+        if not usable() or self.failure is not None:
             return None
         if self._compiled is None:
             self._compiled = torch.compile(self.fn, dynamic=True, fullgraph=True)

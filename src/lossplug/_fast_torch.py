@@ -310,12 +310,13 @@ def label_class_sums(p, labels, weights, num_classes: int, squared: bool):
     (or p_c) over all positions; ``y_terms[n, c]`` = sum of w over positions labelled c (a one-hot
     y has y^2 = y). ``weights`` (``None`` = 1) zero the positions that do not count. In eager mode
     a custom autograd function does it in a gather and two bincounts, and its backward writes the
-    gradient in one multiply and one scatter; under ``torch.compile`` the same sums are composed.
+    gradient in one multiply and one scatter; under ``torch.compile`` and ``torch.func`` transforms
+    the same sums are composed.
     """
     n = p.shape[0]
     p3, l2 = p.reshape(n, num_classes, -1), labels.reshape(n, -1)
     w2 = None if weights is None else weights.reshape(n, -1).to(p.dtype)
-    if torch.compiler.is_compiling():
+    if torch.compiler.is_compiling() or _compiled.functorch_active():
         at = p3.gather(1, l2[:, None]).squeeze(1)
         ones = w2 if w2 is not None else torch.ones_like(at)
         zeros = p3.new_zeros((n, num_classes))
