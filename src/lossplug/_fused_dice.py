@@ -110,9 +110,18 @@ _KERNELS = {
 
 
 def _run(kernel, *args):
-    """The compiled kernel, or the same function eagerly if compiling failed just now."""
+    """The compiled kernel, or the same function eagerly where it cannot run compiled.
+
+    That is: fused kernels switched off since the forward, compiling failed, or dynamo refused one
+    more specialisation of an already compiled kernel (its recompile limit, 8 by default, is hit
+    after many distinct dtype / mask / size-1 / equal-size patterns). Errors of the computation
+    itself are raised again by the eager call.
+    """
     with torch.autocast("cpu", enabled=False):  # autocast would lower parts of it to bf16
-        out = kernel.run(*args)
+        try:
+            out = kernel.run(*args)
+        except Exception:
+            out = None
         return kernel.fn(*args) if out is None else out
 
 
@@ -122,7 +131,8 @@ class _FusedLabelSums(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, labels, w, activation):
         forward_kernel = _KERNELS[activation][0]
-        out = _run(forward_kernel, x.detach(), labels, w)  # detached: one compilation with or without grad
+        # detached: one compilation with or without grad, and no guards on the views' bases
+        out = _run(forward_kernel, x.detach(), labels.detach(), None if w is None else w.detach())
         sums, stats = out[:4], out[4:]  # stats: what the softmax backward needs besides x
         ctx.save_for_backward(x, labels, w, *stats)
         ctx.activation = activation
@@ -136,7 +146,8 @@ class _FusedLabelSums(torch.autograd.Function):
         grads = [g.contiguous() for g in (g_inter, g_lin, g_sq)]  # one stride pattern: one compilation
         if torch.is_grad_enabled():  # create_graph=True: a differentiable gradient, eager
             return backward_kernel.fn(x, None, labels, w, *grads), None, None, None
-        return _run(backward_kernel, x.detach(), tuple(stats), labels, w, *grads), None, None, None
+        w = None if w is None else w.detach()
+        return _run(backward_kernel, x.detach(), tuple(stats), labels.detach(), w, *grads), None, None, None
 
 
 def _fusable(x: torch.Tensor) -> bool:
