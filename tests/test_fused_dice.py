@@ -269,12 +269,17 @@ def test_torch_compile_composes_the_sums_without_graph_breaks():
     torch.testing.assert_close(grad, eager_grad, rtol=1e-10, atol=1e-14)
 
 
-def test_a_kernel_past_its_recompile_limit_runs_eagerly(monkeypatch):
+def test_a_kernel_past_its_recompile_limit_runs_eagerly():
     """A second dtype needs a second compilation; with the limit at 1 dynamo refuses it, the eager
     function runs instead and gives the same values."""
-    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 1)
     torch._dynamo.reset()
     module = lt.DiceLoss(from_logits=True, per_class=True)
+    with torch._dynamo.config.patch(recompile_limit=1):
+        _check_float32_then_float64(module)
+    torch._dynamo.reset()
+
+
+def _check_float32_then_float64(module):
     for dtype in (torch.float32, torch.float64):
         x, labels = _seg(seed=13, dtype=dtype)
         value, grad = _fused_value_and_grad(module, x, labels)
@@ -282,4 +287,3 @@ def test_a_kernel_past_its_recompile_limit_runs_eagerly(monkeypatch):
         tol = {"rtol": 1e-12, "atol": 1e-14} if dtype == torch.float64 else {"rtol": 1e-5, "atol": 1e-8}
         torch.testing.assert_close(value.double(), ref.detach(), **tol)
         torch.testing.assert_close(grad.double(), ref_grad, **tol)
-    torch._dynamo.reset()

@@ -150,10 +150,13 @@ class _FusedLabelSums(torch.autograd.Function):
         return _run(backward_kernel, x.detach(), tuple(stats), labels.detach(), w, *grads), None, None, None
 
 
-def _fusable(x: torch.Tensor) -> bool:
+def _fusable(x: torch.Tensor, activation) -> bool:
+    """Whether the compiled kernels run: fused kernels usable (on, eager mode, no ``torch.func``
+    transform), neither kernel failed to compile (then the composed sums run, not these functions
+    eagerly: they build an (N, C, S) mask), a non-empty CPU float32/float64 ``x``."""
     return (
         _compiled.usable()
-        and not torch.compiler.is_compiling()
+        and all(kernel.failure is None for kernel in _KERNELS[activation])
         and x.device.type == "cpu"
         and x.dtype in _DTYPES
         and x.dim() >= 2
@@ -174,7 +177,7 @@ def label_class_sums(x, labels, weights, num_classes: int, squared: bool, activa
     ``x`` has the class axis 1, ``labels`` is ``x``'s shape without it (integers in ``[0, C)``),
     ``weights`` a 0/1 mask of the positions that count, shaped like ``labels``, or ``None``.
     """
-    if _fusable(x):
+    if _fusable(x, activation):
         n = x.shape[0]
         x3, l2 = x.reshape(n, num_classes, -1), labels.reshape(n, -1)
         w2 = None if weights is None else weights.reshape(n, -1).to(x.dtype)
