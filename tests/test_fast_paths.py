@@ -613,3 +613,37 @@ def test_torch_func_grad_and_vmap(small_fused, module, kind):
         torch.testing.assert_close(per_sample[i], expected[0])
     values = torch.func.vmap(lambda a, b: module(a[None], b[None]))(x, y)
     torch.testing.assert_close(values, torch.stack([module(x[i:i + 1], y[i:i + 1]) for i in range(6)]))
+
+
+def test_past_the_recompile_limit_the_torch_kernels_take_over(small_fused):
+    """A compiled kernel dynamo will not specialise again: one warning, torch's kernel, same value."""
+    x32, y32 = _inputs("regression", shape=(30, 7), dtype=torch.float32)
+    lt.HuberLoss()(x32.clone().requires_grad_(), y32)  # compiled for float32 (if not yet)
+    x, y = _inputs("regression", shape=(30, 7), dtype=torch.float64)
+    torch._dynamo.reset()
+    try:
+        with torch._dynamo.config.patch(recompile_limit=1):
+            lt.HuberLoss()(x32.clone().requires_grad_(), y32)  # float32 again: the one allowed entry
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                value, grad = _value_and_grad(lt.HuberLoss(), x, y)  # float64: a second one
+    finally:
+        torch._dynamo.reset()
+    assert not _is_fused(value)
+    assert any("running the fused kernel _huber failed" in str(w.message) for w in caught)
+    expected, expected_grad = _value_and_grad(torch.nn.functional.huber_loss, x, y)
+    np.testing.assert_allclose(value.item(), expected.item(), rtol=1e-12)
+    torch.testing.assert_close(grad, expected_grad)
+    assert _is_fused(_value_and_grad(lt.HuberLoss(), x, y)[0])  # and the kernel is not given up
+
+
+def test_fused_kernels_switched_off_between_forward_and_second_backward(small_fused):
+    x, y = _inputs("logits")
+    x.requires_grad_()
+    value = lt.BCELoss(from_logits=True)(x, y)
+    assert _is_fused(value)
+    value.backward(retain_graph=True)
+    first = x.grad.clone()
+    with lt.fused_kernels(False):
+        value.backward()  # the kernel cannot rerun: the reference expression gives the gradient
+    torch.testing.assert_close(x.grad, 2 * first)

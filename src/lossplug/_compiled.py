@@ -70,21 +70,29 @@ class Kernel:
         """Why compiling failed (then this kernel is not tried again), or ``None``."""
 
     def run(self, *args):
-        """``fn(*args)`` compiled, or ``None`` when fused kernels are off or compiling failed."""
+        """``fn(*args)`` compiled, or ``None`` where it cannot run compiled.
+
+        That is: fused kernels off or not usable here, compiling failed (a missing C++ compiler;
+        then the kernel is not tried again), or a call of an already compiled kernel failed (e.g.
+        dynamo's recompile limit, 8 specialisations per kernel, hit by many dtype and shape
+        patterns); each failure warns once. Autocast is off inside: losses compute in float32.
+        """
         if not usable() or self.failure is not None:
             return None
         if self._compiled is None:
             self._compiled = torch.compile(self.fn, dynamic=True, fullgraph=True)
         try:
-            out = self._compiled(*args)
-        except Exception as exc:  # a missing or broken C++ compiler shows up as many exception types
-            if self.worked:
-                raise
+            with torch.autocast("cpu", enabled=False):
+                out = self._compiled(*args)
+        except Exception as exc:  # a missing compiler or a dynamo limit show up as many exception types
             lines = str(exc).strip().splitlines()
-            self.failure = f"{type(exc).__name__}: {lines[0][:200] if lines else ''}"
+            reason = f"{type(exc).__name__}: {lines[0][:200] if lines else ''}"
+            if not self.worked:
+                self.failure = reason
             warnings.warn(
-                f"lossplug: compiling the fused kernel {self.__name__} failed ({self.failure}); "
-                "using torch's own loss kernels for it",
+                f"lossplug: {'compiling' if not self.worked else 'running'} the fused kernel "
+                f"{self.__name__} failed ({reason}); using torch's own loss kernels "
+                + ("for it" if not self.worked else "for this call"),
                 RuntimeWarning,
                 stacklevel=3,
             )

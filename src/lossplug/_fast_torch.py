@@ -107,14 +107,19 @@ def _fused(kind, x, inputs, consts, checks, reference):
     kernel = KERNELS[kind]
 
     def run():
-        return kernel.run(x.detach().view(inputs[0].shape), *inputs[1:], consts)
+        # detached: no autograd guards, and views' bases add no guards (fewer recompilations)
+        return kernel.run(x.view(inputs[0].shape).detach(), *(t.detach() for t in inputs[1:]), consts)
 
     out = run()
     if out is None:
         return None
     if len(out) > 2:
         checks.from_kernel(out[2])
-    return FusedLoss.apply(x, (out[0].to(x.dtype), out[1].view_as(x)), lambda: run()[1].view_as(x), reference)
+    def rerun():
+        again = run()
+        return None if again is None else again[1].view_as(x)
+
+    return FusedLoss.apply(x, (out[0].to(x.dtype), out[1].view_as(x)), rerun, reference)
 
 
 def _consts(x, scale, *values):

@@ -127,8 +127,9 @@ class FusedLoss(torch.autograd.Function):
     """The loss of a fused kernel, whose gradient the kernel has already made.
 
     ``apply(x, (loss, grad), rerun, reference)``: ``rerun()`` runs the kernel again for a second
-    backward through a retained graph; ``reference(x)`` is the reduced loss written with
-    differentiable torch ops, for a backward that is itself differentiated (``create_graph=True``).
+    backward through a retained graph (``None`` if it cannot run now); ``reference(x)`` is the
+    reduced loss written with differentiable torch ops, for a backward that is itself
+    differentiated (``create_graph=True``) or where the kernel cannot run again.
     """
 
     @staticmethod
@@ -141,12 +142,14 @@ class FusedLoss(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_output):
         grad, ctx.grad = ctx.grad, None  # handed over: autograd may keep it as x.grad, no copy
-        if torch.is_grad_enabled():  # create_graph: a gradient that is itself differentiable
+        create_graph = torch.is_grad_enabled()  # the backward is differentiated itself
+        if grad is None and not create_graph:
+            grad = ctx.rerun()  # None if the kernel cannot run now
+        if grad is None or create_graph:
             (x,) = ctx.saved_tensors
-            (grad,) = torch.autograd.grad(ctx.reference(x), x, create_graph=True)
+            with torch.enable_grad():
+                (grad,) = torch.autograd.grad(ctx.reference(x), x, create_graph=create_graph)
             return grad * grad_output, None, None, None
-        if grad is None:
-            grad = ctx.rerun()
         if grad_output.item() != 1.0:  # CPU only, so no device sync
             grad = grad * grad_output
         return grad, None, None, None
