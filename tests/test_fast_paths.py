@@ -647,3 +647,25 @@ def test_fused_kernels_switched_off_between_forward_and_second_backward(small_fu
     with lt.fused_kernels(False):
         value.backward()  # the kernel cannot rerun: the reference expression gives the gradient
     torch.testing.assert_close(x.grad, 2 * first)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+def test_every_fused_kernel_keeps_the_input_dtype(small_fused, dtype):
+    """The gradient comes out in the input's dtype (a float64 one would cost time and memory)."""
+    from lossplug._fused_torch import KERNELS
+
+    x, y = _inputs("probabilities", shape=(8, 12), dtype=dtype)
+    c = torch.tensor([0.01, 0.5, 1.5, 0.1, 1e-7], dtype=torch.float64)
+    xc, yc = _class_case("soft", (4, 3, 8), dtype)
+    labels = torch.randint(0, 3, (4, 1, 8))
+    w = torch.tensor([1.0, 2.0, 0.5], dtype=dtype).view(1, 3, 1)
+    args = {
+        "mse": (x, y, c), "mae": (x, y, c), "huber": (x, y, c), "bce_logits": (x, y, c),
+        "bce_probs": (x, y, c), "categorical": (xc, yc, w, c), "sparse": (xc, labels, w, torch.tensor(1), c),
+        "kl_logits": (xc, yc, c), "kl_probs": (torch.softmax(xc, 1), yc, c),
+    }
+    assert set(args) == set(KERNELS)
+    for name, kernel in KERNELS.items():
+        out = kernel.run(*args[name])
+        assert out[0].dtype == torch.float64, name
+        assert out[1].dtype == dtype and out[1].shape == args[name][0].shape, name

@@ -56,10 +56,12 @@ def _huber(x, y, c):  # c = [scale, delta]; with q = clamp(e): loss = q (e - q/2
 
 def _bce_logits(x, y, c):  # c = [scale, w+, w-, label_smoothing]
     t = y * (1.0 - c[3]) + 0.5 * c[3]
-    log1p_exp = torch.log1p(torch.exp(-x.abs()))  # softplus(+-x) = relu(+-x) + log1p(exp(-|x|))
+    e = torch.exp(-x.abs())  # one exp for both: softplus(+-x) = relu(+-x) + log1p(e), and sigmoid
+    log1p_e, r = torch.log1p(e), 1.0 / (1.0 + e)
+    sigmoid = torch.where(x >= 0, r, e * r)
     pos, neg = c[1] * t, c[2] * (1.0 - t)
-    loss = neg * (torch.relu(x) + log1p_exp) + pos * (torch.relu(-x) + log1p_exp)
-    grad = (torch.sigmoid(x) * (pos + neg) - pos) * c[0]
+    loss = neg * (torch.relu(x) + log1p_e) + pos * (torch.relu(-x) + log1p_e)
+    grad = (sigmoid * (pos + neg) - pos) * c[0]
     return loss.sum(dtype=torch.float64) * c[0], grad, torch.stack([y.amin(), y.amax()])
 
 
@@ -94,12 +96,16 @@ def _categorical(x, y, w, c):  # c = [scale, label_smoothing]; w (1, C, 1) class
 def _sparse(x, labels, w, ignore, c):  # labels (N, 1, S); ignore: 0-d int64; c = [scale, ls]
     keep = labels != ignore
     safe = torch.where(keep, labels, 0)
-    hit = torch.arange(x.shape[1], device=x.device).view(1, -1, 1) == safe
-    log_p = _log_softmax(x)
-    # the target distribution: (1 - ls) on the label plus ls / C everywhere, weighted, 0 if ignored
+    keep = keep.to(x.dtype)  # bool or the 0-d float64 c would promote the terms to float64
+    hit = (torch.arange(x.shape[1], device=x.device).view(1, -1, 1) == safe).to(x.dtype)
+    z = x - x.amax(1, keepdim=True)
+    lse = torch.log(torch.exp(z).sum(1, keepdim=True))
+    # the target distribution: (1 - ls) on the label plus ls / C everywhere, weighted, 0 if ignored;
+    # its sum over the classes is written out, so no (N, C, S) buffer of it is kept
     t = w * (hit * (1.0 - c[1]) + c[1] / x.shape[1]) * keep
-    loss = -(t * log_p).sum(dtype=torch.float64) * c[0]
-    grad = (torch.exp(log_p) * t.sum(1, keepdim=True) - t) * c[0]
+    t_sum = keep * ((1.0 - c[1]) * (w * hit).sum(1, keepdim=True) + c[1] * w.mean(1, keepdim=True))
+    loss = (t * (lse - z)).sum(dtype=torch.float64) * c[0]
+    grad = (torch.exp(z - lse) * t_sum - t) * c[0]
     return loss, grad, torch.stack([safe.amin(), safe.amax()])
 
 
