@@ -95,7 +95,7 @@ def rows(quick: bool) -> list[dict]:
 
     backend = keras.backend.backend()
     sizes = [10_000] if quick else [100_000, 4_000_000]
-    rounds, budget = (3, 0.5) if quick else (20, 3.0)
+    rounds, budget = (3, 0.5) if quick else (40, 6.0)
     rng = np.random.default_rng(0)
     out = []
     for n in sizes:
