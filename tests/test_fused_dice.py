@@ -287,3 +287,44 @@ def _check_float32_then_float64(module):
         tol = {"rtol": 1e-12, "atol": 1e-14} if dtype == torch.float64 else {"rtol": 1e-5, "atol": 1e-8}
         torch.testing.assert_close(value.double(), ref.detach(), **tol)
         torch.testing.assert_close(grad.double(), ref_grad, **tol)
+
+
+# --- the label check taken from the forward kernel ------------------------------------------------
+
+BAD_LABELS = [(5, {}), (-3, {}), (4, {"ignore_index": 255}), (7, {"include_background": False})]
+
+
+@pytest.mark.parametrize(("bad", "kw"), BAD_LABELS, ids=str)
+def test_out_of_range_labels_raise_the_composed_error(bad, kw):
+    """The fused path judges the label range its forward kernel took: the same ValueError."""
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(2, 4, 6, 5, generator=g, dtype=torch.float64)
+    labels = torch.randint(0, 4, (2, 6, 5), generator=g)
+    labels[1, 2, 3] = bad
+    loss = lt.DiceLoss(from_logits=True, per_class=True, **kw)
+    with lt.fused_kernels(False), pytest.raises(ValueError) as composed:
+        loss(x, labels)
+    with pytest.raises(ValueError) as fused:
+        loss(x.clone().requires_grad_(), labels)
+    assert str(fused.value) == str(composed.value)
+    assert f"label {bad} is out of range" in str(fused.value)
+
+
+def test_the_fused_route_takes_no_separate_pass_over_the_labels(monkeypatch):
+    from lossplug import _fast_torch
+
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(2, 3, 8, 8, generator=g, requires_grad=True)
+    labels = torch.randint(0, 3, (2, 8, 8), generator=g)
+    labels[0, 0, :2] = 255
+    loss = lt.DiceLoss(from_logits=True, ignore_index=255)
+    expected = loss(x, labels).item()
+
+    def no_pass(t):
+        raise AssertionError("a separate min/max pass over the inputs")
+
+    monkeypatch.setattr(_fast_torch._xp, "minmax", no_pass)
+    value = loss(x, labels)
+    assert FUSED_NODE in _graph_names(value)
+    assert value.item() == expected
+    value.backward()

@@ -28,7 +28,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from lossplug import _compiled, _core
+from lossplug import _compiled, _core, _fused_dice
 from lossplug._backend import get_backend
 from lossplug._fused_torch import KERNELS, FusedLoss
 
@@ -67,6 +67,7 @@ class _Checks:
 
     def __init__(self, spec, y_pred, y_true, params, axis):
         self.spec, self.y_pred, self.y_true, self.params, self.axis = spec, y_pred, y_true, params, axis
+        self.active = _core._VALUE_CHECKS and _xp.is_concrete(y_pred)
 
     def __call__(self, ranges=None):
         _core.check_values(self.spec, _xp, self.y_pred, self.y_true, self.params, self.axis, ranges)
@@ -293,6 +294,21 @@ def _kl_div(m, q, p, checks):
     return total if m.reduction == "sum" else total / (q.numel() // q.shape[1])
 
 
+def _dice(m, x, labels, checks):
+    """Dice on an integer label map: the label range check taken from the fused forward kernel."""
+    if (labels.dim() == x.dim() or labels.is_floating_point() or not checks.active
+            or not _class_axis_is_1(m, x) or x.shape[1] < 2):
+        return None  # masks, float labels, no checks, or sums not by label_class_sums: as composed
+    with _fused_dice.deferred_label_check(checks) as deferred:
+        loss, weight = m._terms(_xp, x, labels)
+    if deferred.label_range is not None:
+        lo, hi = deferred.label_range.tolist()
+        checks({"y_true": (lo, hi)})
+    elif not deferred.checked:  # cannot happen: label_class_sums ran one way or the other
+        checks()
+    return _core.reduce(m.spec, _xp, loss, weight, m.reduction, "torch")
+
+
 _ROUTES = {
     "mse": _mse,
     "mae": _mae,
@@ -302,6 +318,7 @@ _ROUTES = {
     "sparse_categorical_ce": _sparse_ce,
     "categorical_ce": _categorical_ce,
     "kl_div": _kl_div,
+    "dice": _dice,
 }
 
 

@@ -26,6 +26,8 @@ eager ops, so double backward is exact. Elsewhere the sums come from
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 from lossplug import _compiled
@@ -57,12 +59,18 @@ def _grad_terms(p, labels, w, g_inter, g_lin, g_sq):
     return a * w3, b * w3, s * (w3 * w3)
 
 
+def _label_range(labels):
+    """The least and greatest label, taken in the same pass (the value checks judge them)."""
+    return torch.stack([labels.amin(), labels.amax()])
+
+
 def softmax_forward(x, labels, w):
-    """The sums, and the softmax's max m and 1 / sum exp(x - m) per position (for the backward)."""
+    """The sums, the softmax's max m and 1 / sum exp(x - m) per position (for the backward), and
+    the label range."""
     m = x.amax(1, keepdim=True)
     e = torch.exp(x - m)
     rz = 1.0 / e.sum(1, keepdim=True)
-    return (*_sums(e * rz, labels, w), m.squeeze(1), rz.squeeze(1))
+    return (*_sums(e * rz, labels, w), m.squeeze(1), rz.squeeze(1), _label_range(labels))
 
 
 def softmax_backward(x, stats, labels, w, g_inter, g_lin, g_sq):
@@ -81,7 +89,7 @@ def softmax_backward(x, stats, labels, w, g_inter, g_lin, g_sq):
 
 
 def sigmoid_forward(x, labels, w):
-    return _sums(torch.sigmoid(x), labels, w)
+    return (*_sums(torch.sigmoid(x), labels, w), _label_range(labels))
 
 
 def sigmoid_backward(x, stats, labels, w, g_inter, g_lin, g_sq):
@@ -91,7 +99,7 @@ def sigmoid_backward(x, stats, labels, w, g_inter, g_lin, g_sq):
 
 
 def identity_forward(x, labels, w):
-    return _sums(x, labels, w)
+    return (*_sums(x, labels, w), _label_range(labels))
 
 
 def identity_backward(x, stats, labels, w, g_inter, g_lin, g_sq):
@@ -133,14 +141,15 @@ class _FusedLabelSums(torch.autograd.Function):
         forward_kernel = _KERNELS[activation][0]
         # detached: one compilation with or without grad, and no guards on the views' bases
         out = _run(forward_kernel, x.detach(), labels.detach(), None if w is None else w.detach())
-        sums, stats = out[:4], out[4:]  # stats: what the softmax backward needs besides x
+        # stats: what the softmax backward needs besides x; last, the label range
+        sums, stats, label_range = out[:4], out[4:-1], out[-1]
         ctx.save_for_backward(x, labels, w, *stats)
         ctx.activation = activation
-        ctx.mark_non_differentiable(sums[3])
-        return tuple(sums)
+        ctx.mark_non_differentiable(sums[3], label_range)
+        return (*sums, label_range)
 
     @staticmethod
-    def backward(ctx, g_inter, g_lin, g_sq, _g_y_terms):
+    def backward(ctx, g_inter, g_lin, g_sq, _g_y_terms, _g_range):
         x, labels, w, *stats = ctx.saved_tensors
         backward_kernel = _KERNELS[ctx.activation][1]
         grads = [g.contiguous() for g in (g_inter, g_lin, g_sq)]  # one stride pattern: one compilation
@@ -148,6 +157,32 @@ class _FusedLabelSums(torch.autograd.Function):
             return backward_kernel.fn(x, None, labels, w, *grads), None, None, None
         w = None if w is None else w.detach()
         return _run(backward_kernel, x.detach(), tuple(stats), labels.detach(), w, *grads), None, None, None
+
+
+class DeferredLabelCheck:
+    """The value checks of one Dice call on a label map, taken from the forward kernel's label range.
+
+    Set by the Dice route of ``lossplug._fast_torch`` (``deferred_label_check``): where the fused
+    kernel runs, it leaves the range of the labels it read (ignored labels counted as 0, as the
+    checks want) in ``label_range``, one pass over the labels fewer; where it does not run, the
+    composed sums, which index by label, call ``check()`` first.
+    """
+
+    def __init__(self, check):
+        self.check, self.label_range, self.checked = check, None, False
+
+
+_deferred: DeferredLabelCheck | None = None
+
+
+@contextlib.contextmanager
+def deferred_label_check(check):
+    global _deferred
+    previous, _deferred = _deferred, DeferredLabelCheck(check)
+    try:
+        yield _deferred
+    finally:
+        _deferred = previous
 
 
 def _fusable(x: torch.Tensor, activation) -> bool:
@@ -177,12 +212,18 @@ def label_class_sums(x, labels, weights, num_classes: int, squared: bool, activa
     ``x`` has the class axis 1, ``labels`` is ``x``'s shape without it (integers in ``[0, C)``),
     ``weights`` a 0/1 mask of the positions that count, shaped like ``labels``, or ``None``.
     """
+    deferred = _deferred
     if _fusable(x, activation):
         n = x.shape[0]
         x3, l2 = x.reshape(n, num_classes, -1), labels.reshape(n, -1)
         w2 = None if weights is None else weights.reshape(n, -1).to(x.dtype)
-        inter, p_lin, p_sq, y_terms = _FusedLabelSums.apply(x3, l2, w2, activation)
+        inter, p_lin, p_sq, y_terms, label_range = _FusedLabelSums.apply(x3, l2, w2, activation)
+        if deferred is not None:
+            deferred.label_range = label_range
         return inter, (p_sq if squared else p_lin), y_terms
+    if deferred is not None:  # the composed sums index by label: check the labels before them
+        deferred.check()
+        deferred.checked = True
     from lossplug._fast_torch import label_class_sums as composed_sums
 
     p = activate(x, activation)
