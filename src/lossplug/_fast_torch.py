@@ -295,17 +295,16 @@ def _kl_div(m, q, p, checks):
 
 
 def _dice(m, x, labels, checks):
-    """Dice on an integer label map: the label range check taken from the fused forward kernel."""
+    """Dice on an integer label map: the labels judged from the fused kernel's per-class counts."""
     if (labels.dim() == x.dim() or labels.is_floating_point() or not checks.active
             or not _class_axis_is_1(m, x) or x.shape[1] < 2):
         return None  # masks, float labels, no checks, or sums not by label_class_sums: as composed
     with _fused_dice.deferred_label_check(checks) as deferred:
         loss, weight = m._terms(_xp, x, labels)
-    if deferred.label_range is not None:
-        lo, hi = deferred.label_range.tolist()
-        checks({"y_true": (lo, hi)})
-    elif not deferred.checked:  # cannot happen: label_class_sums ran one way or the other
-        checks()
+    if deferred.labels_in_range:
+        checks({"y_true": (0, 0)})  # the labels are in range (counted by the kernel); y_pred's checks
+    elif not deferred.checked:
+        checks()  # a label out of range: the usual check finds it and names it
     return _core.reduce(m.spec, _xp, loss, weight, m.reduction, "torch")
 
 

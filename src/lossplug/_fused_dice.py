@@ -59,18 +59,12 @@ def _grad_terms(p, labels, w, g_inter, g_lin, g_sq):
     return a * w3, b * w3, s * (w3 * w3)
 
 
-def _label_range(labels):
-    """The least and greatest label, taken in the same pass (the value checks judge them)."""
-    return torch.stack([labels.amin(), labels.amax()])
-
-
 def softmax_forward(x, labels, w):
-    """The sums, the softmax's max m and 1 / sum exp(x - m) per position (for the backward), and
-    the label range."""
+    """The sums, and the softmax's max m and 1 / sum exp(x - m) per position (for the backward)."""
     m = x.amax(1, keepdim=True)
     e = torch.exp(x - m)
     rz = 1.0 / e.sum(1, keepdim=True)
-    return (*_sums(e * rz, labels, w), m.squeeze(1), rz.squeeze(1), _label_range(labels))
+    return (*_sums(e * rz, labels, w), m.squeeze(1), rz.squeeze(1))
 
 
 def softmax_backward(x, stats, labels, w, g_inter, g_lin, g_sq):
@@ -89,7 +83,7 @@ def softmax_backward(x, stats, labels, w, g_inter, g_lin, g_sq):
 
 
 def sigmoid_forward(x, labels, w):
-    return (*_sums(torch.sigmoid(x), labels, w), _label_range(labels))
+    return _sums(torch.sigmoid(x), labels, w)
 
 
 def sigmoid_backward(x, stats, labels, w, g_inter, g_lin, g_sq):
@@ -99,7 +93,7 @@ def sigmoid_backward(x, stats, labels, w, g_inter, g_lin, g_sq):
 
 
 def identity_forward(x, labels, w):
-    return (*_sums(x, labels, w), _label_range(labels))
+    return _sums(x, labels, w)
 
 
 def identity_backward(x, stats, labels, w, g_inter, g_lin, g_sq):
@@ -141,15 +135,14 @@ class _FusedLabelSums(torch.autograd.Function):
         forward_kernel = _KERNELS[activation][0]
         # detached: one compilation with or without grad, and no guards on the views' bases
         out = _run(forward_kernel, x.detach(), labels.detach(), None if w is None else w.detach())
-        # stats: what the softmax backward needs besides x; last, the label range
-        sums, stats, label_range = out[:4], out[4:-1], out[-1]
+        sums, stats = out[:4], out[4:]  # stats: what the softmax backward needs besides x
         ctx.save_for_backward(x, labels, w, *stats)
         ctx.activation = activation
-        ctx.mark_non_differentiable(sums[3], label_range)
-        return (*sums, label_range)
+        ctx.mark_non_differentiable(sums[3])
+        return tuple(sums)
 
     @staticmethod
-    def backward(ctx, g_inter, g_lin, g_sq, _g_y_terms, _g_range):
+    def backward(ctx, g_inter, g_lin, g_sq, _g_y_terms):
         x, labels, w, *stats = ctx.saved_tensors
         backward_kernel = _KERNELS[ctx.activation][1]
         grads = [g.contiguous() for g in (g_inter, g_lin, g_sq)]  # one stride pattern: one compilation
@@ -160,16 +153,18 @@ class _FusedLabelSums(torch.autograd.Function):
 
 
 class DeferredLabelCheck:
-    """The value checks of one Dice call on a label map, taken from the forward kernel's label range.
+    """The label check of one Dice call on a label map, judged from the fused kernel's label counts.
 
-    Set by the Dice route of ``lossplug._fast_torch`` (``deferred_label_check``): where the fused
-    kernel runs, it leaves the range of the labels it read (ignored labels counted as 0, as the
-    checks want) in ``label_range``, one pass over the labels fewer; where it does not run, the
-    composed sums, which index by label, call ``check()`` first.
+    Set by the Dice route of ``lossplug._fast_torch`` (``deferred_label_check``). Where the fused
+    kernel runs, every counted position has a label in ``[0, C)`` exactly when the per-class label
+    counts ``y_terms`` add up to the number of counted positions: ``labels_in_range`` says whether
+    they do, with no pass over the labels besides the kernel's (exact while a sample has fewer than
+    2**24 positions, so that float32 counts are integers). Elsewhere ``check()`` runs the usual
+    checks first: the composed sums index by label.
     """
 
     def __init__(self, check):
-        self.check, self.label_range, self.checked = check, None, False
+        self.check, self.labels_in_range, self.checked = check, None, False
 
 
 _deferred: DeferredLabelCheck | None = None
@@ -213,17 +208,19 @@ def label_class_sums(x, labels, weights, num_classes: int, squared: bool, activa
     ``weights`` a 0/1 mask of the positions that count, shaped like ``labels``, or ``None``.
     """
     deferred = _deferred
+    n = x.shape[0]
+    if deferred is not None and not (_fusable(x, activation) and labels.numel() // max(n, 1) < 2**24):
+        deferred.check()  # the composed sums index by label (or counts could round): check first
+        deferred.checked = True
     if _fusable(x, activation):
-        n = x.shape[0]
         x3, l2 = x.reshape(n, num_classes, -1), labels.reshape(n, -1)
         w2 = None if weights is None else weights.reshape(n, -1).to(x.dtype)
-        inter, p_lin, p_sq, y_terms, label_range = _FusedLabelSums.apply(x3, l2, w2, activation)
-        if deferred is not None:
-            deferred.label_range = label_range
+        inter, p_lin, p_sq, y_terms = _FusedLabelSums.apply(x3, l2, w2, activation)
+        if deferred is not None and not deferred.checked:
+            # every counted position has a label in [0, C) iff the per-class counts add up to them
+            counted = l2.numel() if w2 is None else w2.sum(dtype=torch.float64).item()
+            deferred.labels_in_range = y_terms.sum(dtype=torch.float64).item() == counted
         return inter, (p_sq if squared else p_lin), y_terms
-    if deferred is not None:  # the composed sums index by label: check the labels before them
-        deferred.check()
-        deferred.checked = True
     from lossplug._fast_torch import label_class_sums as composed_sums
 
     p = activate(x, activation)
