@@ -23,10 +23,18 @@ def select_device(*, cuda: bool, cpu: bool, cuda_available: bool) -> str:
     return "cuda" if cuda or (cuda_available and not cpu) else "cpu"
 
 
-def keras_rows(backend: str, quick: bool, log) -> list[dict]:
-    """Run ``benchmarks.keras_cases`` in a subprocess with ``KERAS_BACKEND=backend``; its rows."""
+def keras_rows(backend: str, quick: bool, log, threads: int | None = None) -> list[dict]:
+    """Run ``benchmarks.keras_cases`` in a subprocess with ``KERAS_BACKEND=backend``; its rows.
+
+    ``threads`` limits XLA's (and TensorFlow's) intra-op threads as ``--threads`` limits torch's.
+    """
     cmd = [sys.executable, "-m", "benchmarks.keras_cases"] + (["--quick"] if quick else [])
     env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="2")
+    if threads:
+        eigen = "true" if threads > 1 else "false"
+        env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + f" --xla_cpu_multi_thread_eigen={eigen}"
+                            f" intra_op_parallelism_threads={threads}").strip()
+        env.update(TF_NUM_INTRAOP_THREADS=str(threads), TF_NUM_INTEROP_THREADS="1")
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
@@ -77,7 +85,7 @@ def main(argv=None) -> int:
     if not args.no_keras:
         for backend in KERAS_BACKENDS:
             log(f"keras on {backend} (subprocess)")
-            rows += keras_rows(backend, args.quick, log)
+            rows += keras_rows(backend, args.quick, log, threads)
     info["seconds"] = round(time.perf_counter() - start, 1)
 
     chart_name = "benchmarks.png"
