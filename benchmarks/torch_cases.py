@@ -380,6 +380,9 @@ def _segnet(classes, device, seed=0):
 def train_rows(device, *, rounds, budget_s, steps_per_sample=10, monai=True) -> list[dict]:
     """One optimiser step (forward, loss, backward, Adam) with the lossplug loss and with the native one.
 
+    The native losses are modules, as a LightningModule holds them (``nn.MSELoss()``,
+    ``nn.CrossEntropyLoss()``, MONAI's ``DiceLoss``), like the lossplug modules they stand against.
+
     The models are the recipes' kind: an MLP regressor (diabetes-sized batch of 64 features),
     an MLP classifier (digits: 64 features, 10 classes) and a small conv net on 64x64 label maps
     (``monai=False``: the hand-written Dice stands in for MONAI's).
@@ -388,11 +391,12 @@ def train_rows(device, *, rounds, budget_s, steps_per_sample=10, monai=True) -> 
     recipes = {
         "regression (MLP, MSE)": (
             lambda: _mlp(64, 1, device), torch.randn(512, 64, generator=g), torch.randn(512, 1, generator=g),
-            {"lossplug": lt.MSELoss(), "native": F.mse_loss}),
+            {"lossplug": lt.MSELoss(), "native": torch.nn.MSELoss()}),
         "classification (MLP, sparse CE)": (
             lambda: _mlp(64, 10, device), torch.randn(512, 64, generator=g),
             torch.randint(0, 10, (512,), generator=g),
-            {"lossplug": lt.SparseCategoricalCELoss(from_logits=True), "native": F.cross_entropy}),
+            {"lossplug": lt.SparseCategoricalCELoss(from_logits=True),
+             "native": torch.nn.CrossEntropyLoss()}),
         "segmentation (conv net, Dice)": (
             lambda: _segnet(4, device), torch.randn(16, 1, 64, 64, generator=g),
             torch.randint(0, 4, (16, 64, 64), generator=g),

@@ -57,7 +57,9 @@ def fast_loss(module, y_pred: torch.Tensor, y_true: torch.Tensor):
     if route is None:
         return None
     params = module.params()
-    axis = _core.formula_params(module.spec, _xp, y_pred, params, "torch").get("axis")
+    axis = None
+    if module.spec.has_class_axis:  # as _core.formula_params resolves it, without its dict
+        axis = _core.resolve_axis(params["axis"], y_pred.dim(), "torch") if y_pred.dim() else 0
     y_true = _core.check_shapes(module.spec, _xp, y_pred, y_true, params, axis)
     return route(module, y_pred, y_true, _Checks(module.spec, y_pred, y_true, params, axis))
 

@@ -67,6 +67,16 @@ class LossModule(LossAdapter, nn.Module):
         nn.Module.__init__(self)
         self.reduction = self._store_params(params)["reduction"]
 
+    def params(self) -> dict:
+        """The current hyperparameters (attributes may be changed after construction)."""
+        # LossAdapter.params without nn.Module.__getattr__: this runs on every call
+        d, buffers = self.__dict__, self._buffers
+        out = {}
+        for p in self.spec.params:
+            name = p.name
+            out[name] = buffers[name] if name in buffers else d[name] if name in d else getattr(self, name)
+        return out
+
     def _store(self, name, value):
         if name == "class_weights":
             weights = None if value is None else torch.tensor(value, dtype=torch.get_default_dtype())
