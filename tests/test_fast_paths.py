@@ -669,3 +669,20 @@ def test_every_fused_kernel_keeps_the_input_dtype(small_fused, dtype):
         out = kernel.run(*args[name])
         assert out[0].dtype == torch.float64, name
         assert out[1].dtype == dtype and out[1].shape == args[name][0].shape, name
+
+
+@pytest.mark.parametrize("kw", [{}, {"class_weights": [1.0, 2.0, 0.5, 3.0, 1.0]}, {"reduction": "sum"},
+                                {"ignore_index": 255, "label_smoothing": 0.1}], ids=str)
+@pytest.mark.parametrize("bad", [-100, 5, -1])
+def test_sparse_ce_bad_labels_raise_our_error_in_every_route(route, kw, bad):
+    """-100 is torch's default ignore_index: without ignore_index lossplug must still reject it; the
+    native route lets torch's kernel find bad labels and then names them; the fused route reads
+    the range in its kernel (and its class-weight denominator must not index out of range)."""
+    x, labels = _class_inputs()
+    labels[1, 2] = bad
+    module = lt.SparseCategoricalCELoss(from_logits=True, **kw)
+    with pytest.raises(ValueError, match=f"label {bad} is out of range") as caught:
+        module(x.clone().requires_grad_(), labels)
+    assert caught.value.__context__ is None  # not "during handling of IndexError"
+    with lossplug.value_checks(False), lt.fused_kernels(False), pytest.raises((IndexError, RuntimeError)):
+        module(x, labels)  # unchecked, torch's own error

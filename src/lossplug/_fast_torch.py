@@ -215,7 +215,7 @@ def _sparse_ce(m, x, labels, checks):
     if not (m.from_logits and _class_axis_is_1(m, x)):
         return None  # probabilities: the formula already gathers first (N values, not N x C)
     w = _weights(m, x)
-    ignore = -100 if m.ignore_index is None else m.ignore_index
+    ignore = _NO_LABEL if m.ignore_index is None else m.ignore_index
     if not labels.is_floating_point() and _fusable("sparse", x, labels):  # float labels: checked, then cast
         labels = labels.long()
         if m.reduction == "sum":
@@ -224,7 +224,9 @@ def _sparse_ce(m, x, labels, checks):
             scale = 1.0 / labels.numel()
         else:  # the weighted mean divides by the weights of the kept labels
             keep = labels != ignore
-            den = keep.sum() if w is None else (w.double()[torch.where(keep, labels, 0)] * keep).sum()
+            # clamped: a label out of range must reach the kernel's range check, not an IndexError
+            safe = torch.where(keep, labels, 0).clamp(0, x.shape[1] - 1)
+            den = keep.sum() if w is None else (w.double()[safe] * keep).sum()
             scale = torch.where(den > 0, 1.0 / den.double(), 0.0)
         n, k = x.shape[0], x.shape[1]
         ws = (torch.ones(k, dtype=x.dtype) if w is None else w).view(1, k, 1)
@@ -233,10 +235,27 @@ def _sparse_ce(m, x, labels, checks):
                        _composed(m, labels))
         if fused is not None:
             return fused
-    checks()
-    labels = labels.long()
+    if labels.is_floating_point() or x.device.type != "cpu" or not checks.active:
+        checks()
+        return _native_sparse_ce(m, x, labels.long(), w, ignore)
+    # Integer labels on the CPU: torch's kernel validates them itself (each in [0, C) or equal to
+    # ignore_index, the rule of our check), so the check's own pass runs only to name a bad label.
+    try:
+        return _native_sparse_ce(m, x, labels.long(), w, ignore)
+    except (IndexError, RuntimeError) as exc:
+        error = exc
+    checks()  # raises the ValueError naming the label
+    raise error
+
+
+_NO_LABEL = -(2**63)
+"""The ``ignore_index`` handed to torch (and the fused kernel) when there is none: torch's default,
+-100, would silently drop labels of -100 that lossplug's check rejects."""
+
+
+def _native_sparse_ce(m, x, labels, w, ignore):
     if m.reduction == "mean" and w is None and m.ignore_index is None:
-        return F.cross_entropy(x, labels, label_smoothing=m.label_smoothing)
+        return F.cross_entropy(x, labels, ignore_index=_NO_LABEL, label_smoothing=m.label_smoothing)
     total = F.cross_entropy(
         x, labels, weight=w, ignore_index=ignore, label_smoothing=m.label_smoothing, reduction="sum"
     )
