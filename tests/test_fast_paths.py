@@ -661,6 +661,7 @@ def test_every_fused_kernel_keeps_the_input_dtype(small_fused, dtype):
     w = torch.tensor([1.0, 2.0, 0.5], dtype=dtype).view(1, 3, 1)
     args = {
         "mse": (x, y, c), "mae": (x, y, c), "huber": (x, y, c), "bce_logits": (x, y, c),
+        "bce_logits_plain": (x, y, c),
         "bce_probs": (x, y, c), "categorical": (xc, yc, w, c), "sparse": (xc, labels, w, torch.tensor(1), c),
         "kl_logits": (xc, yc, c), "kl_probs": (torch.softmax(xc, 1), yc, c),
     }

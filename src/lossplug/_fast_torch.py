@@ -33,7 +33,7 @@ from lossplug._backend import get_backend
 from lossplug._fused_torch import KERNELS, FusedLoss
 
 FUSED_MIN_NUMEL = {
-    "mse": 1 << 20, "huber": 1 << 19, "mae": 1 << 17, "bce_logits": 1 << 18,
+    "mse": 1 << 20, "huber": 1 << 19, "mae": 1 << 17, "bce_logits": 1 << 18, "bce_logits_plain": 1 << 18,
     "bce_probs": 1 << 14, "categorical": 1 << 14, "sparse": 1 << 14, "kl_logits": 1 << 14,
     "kl_probs": 1 << 14,
 }
@@ -169,10 +169,10 @@ def _bce_like(m, x, y, checks, pos, neg):
     if not y.is_floating_point():
         y = y.to(x.dtype)
     ls = m.label_smoothing
-    if _fusable("bce_logits" if m.from_logits else "bce_probs", x, y):
+    if _fusable("bce_logits" if m.from_logits else "bce_probs", x, y):  # bce_logits_plain: the same size
         scale = _mean_scale(m.reduction, x.numel())
         if m.from_logits:
-            kind, c = "bce_logits", _consts(x, scale, pos, neg, ls)
+            kind, c = "bce_logits" if pos != neg else "bce_logits_plain", _consts(x, scale, pos, neg, ls)
         else:
             kind, c = "bce_probs", _consts(x, scale, pos, neg, ls, m.eps)
         fused = _fused(kind, x, (x.view(-1), y.view(-1)), c, checks, _composed(m, y))

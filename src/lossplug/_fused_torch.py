@@ -65,6 +65,16 @@ def _bce_logits(x, y, c):  # c = [scale, w+, w-, label_smoothing]
     return loss.sum(dtype=torch.float64) * c[0], grad, torch.stack([y.amin(), y.amax()])
 
 
+def _bce_logits_plain(x, y, c):  # w+ = w- = c[1]: BCE, fewer operations; c as for _bce_logits
+    t = y * (1.0 - c[3]) + 0.5 * c[3]
+    e = torch.exp(-x.abs())
+    r = 1.0 / (1.0 + e)
+    # softplus(x) - t x, as two non-negative terms: no cancellation for confident logits
+    loss = torch.where(x >= 0, (1.0 - t) * x, -t * x) + torch.log1p(e)
+    grad = (torch.where(x >= 0, r, e * r) - t) * (c[0] * c[1])
+    return loss.sum(dtype=torch.float64) * (c[0] * c[1]), grad, torch.stack([y.amin(), y.amax()])
+
+
 def _bce_probs(x, y, c):  # c = [scale, w+, w-, label_smoothing, eps]; p and 1 - p clipped apart
     t = y * (1.0 - c[3]) + 0.5 * c[3]
     lo, hi = c[4], 1.0 - c[4]
@@ -125,7 +135,8 @@ def _kl_probs(x, p, c):  # c = [scale, eps]; q clipped to [eps, 1]
 
 
 KERNELS = {fn.__name__[1:]: Kernel(fn) for fn in (
-    _mse, _mae, _huber, _bce_logits, _bce_probs, _categorical, _sparse, _kl_logits, _kl_probs
+    _mse, _mae, _huber, _bce_logits, _bce_logits_plain, _bce_probs, _categorical, _sparse, _kl_logits,
+    _kl_probs,
 )}
 
 
