@@ -56,23 +56,28 @@ def fast_loss(module, y_pred: torch.Tensor, y_true: torch.Tensor):
     route = _ROUTES.get(module.spec.name)
     if route is None:
         return None
-    params = module.params()
-    axis = None
-    if module.spec.has_class_axis:  # as _core.formula_params resolves it, without its dict
-        axis = _core.resolve_axis(params["axis"], y_pred.dim(), "torch") if y_pred.dim() else 0
-    y_true = _core.check_shapes(module.spec, _xp, y_pred, y_true, params, axis)
-    return route(module, y_pred, y_true, _Checks(module.spec, y_pred, y_true, params, axis))
+    # no module.params() dict here: this runs on every call, and a small step feels every 10 us
+    spec, axis = module.spec, None
+    if spec.has_class_axis:  # as _core.formula_params resolves it
+        axis = _core.resolve_axis(module.axis, y_pred.dim(), "torch") if y_pred.dim() else 0
+    shape_params = {"class_weights": module._buffers.get("class_weights"),
+                    "per_class": module.__dict__.get("per_class", False)}
+    y_true = _core.check_shapes(spec, _xp, y_pred, y_true, shape_params, axis)
+    return route(module, y_pred, y_true, _Checks(module, y_pred, y_true, axis))
 
 
 class _Checks:
     """lossplug's value checks for one call: run them now, or on ranges a fused kernel took."""
 
-    def __init__(self, spec, y_pred, y_true, params, axis):
-        self.spec, self.y_pred, self.y_true, self.params, self.axis = spec, y_pred, y_true, params, axis
+    __slots__ = ("module", "y_pred", "y_true", "axis", "active")
+
+    def __init__(self, module, y_pred, y_true, axis):
+        self.module, self.y_pred, self.y_true, self.axis = module, y_pred, y_true, axis
         self.active = _core._VALUE_CHECKS and _xp.is_concrete(y_pred)
 
     def __call__(self, ranges=None):
-        _core.check_values(self.spec, _xp, self.y_pred, self.y_true, self.params, self.axis, ranges)
+        m = self.module
+        _core.check_values(m.spec, _xp, self.y_pred, self.y_true, m.params(), self.axis, ranges)
 
     def from_kernel(self, ranges: torch.Tensor):
         """``ranges`` = ``[min y_true, max y_true]`` or ``[..., min y_pred, max y_pred]``."""
