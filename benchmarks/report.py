@@ -224,7 +224,7 @@ def markdown(rows: list[dict], info: dict, command: str, chart: str | None) -> s
             "and optimiser for both losses; the native loss is torch's module (`nn.MSELoss`, "
             "`nn.CrossEntropyLoss`; MONAI's `DiceLoss` for segmentation), as a LightningModule holds "
             "it. At these small batches the fused kernels do not run: the difference is lossplug's "
-            "per-call Python (shape and value checks), about 50 us per call on this CPU.", "",
+            "per-call Python (shape and value checks), about 25-35 us per call on this CPU.", "",
             _table(["recipe", "loss", "best ms", "median ms", "best CPU ms", "ratio (best)",
                     "ratio (median)", "ratio (CPU)"],
                    [[r["loss"], r["impl"], r["best_ms"], r["median_ms"], r.get("cpu_ms"), r["ratio"],
