@@ -123,6 +123,7 @@ def _fused(kind, x, inputs, consts, checks, reference):
         return None
     if len(out) > 2:
         checks.from_kernel(out[2])
+
     def rerun():
         again = run()
         return None if again is None else again[1].view_as(x)
