@@ -111,12 +111,14 @@ class TorchBackend:
         import torch
         import torch.nn.functional as F
 
-        self.torch, self.F = torch, F
+        from lossplug._compiled import functorch_active
+
+        self.torch, self.F, self.functorch_active = torch, F, functorch_active
 
     def is_concrete(self, x) -> bool:
         # not while torch.compile traces, nor under a torch.func transform (vmap cannot .item())
         torch = self.torch
-        return not torch.compiler.is_compiling() and torch._C._functorch.peek_interpreter_stack() is None
+        return not torch.compiler.is_compiling() and not self.functorch_active()
 
     def minmax(self, x) -> tuple[float, float]:
         if x.dtype == self.torch.bool:

@@ -97,7 +97,6 @@ def _fusable(kind: str, x: torch.Tensor, y: torch.Tensor) -> bool:
         and torch.is_grad_enabled()
         and x.requires_grad
         and not y.requires_grad
-        and not torch.compiler.is_compiling()
         and x.device.type == "cpu"
         and x.dtype in (torch.float32, torch.float64)
         and (y.dtype == x.dtype or not y.is_floating_point())
@@ -131,7 +130,8 @@ def _fused(kind, x, inputs, consts, checks, reference):
     return FusedLoss.apply(x, (out[0].to(x.dtype), out[1].view_as(x)), rerun, reference)
 
 
-def _consts(x, scale, *values):
+def _consts(scale, *values):
+    """The kernels' float64 constants: ``scale`` (a float or a 0-d tensor) first, then ``values``."""
     c = torch.tensor((0.0, *values), dtype=torch.float64)
     c[0] = scale
     return c
@@ -148,7 +148,7 @@ def _regression(kind, native, *param_names):
     """The route of mse, mae or huber: the fused kernel ``kind``, else ``native(m, x, y)``."""
     def route(m, x, y, checks):
         if _fusable(kind, x, y):
-            c = _consts(x, _mean_scale(m.reduction, x.numel()), *(getattr(m, k) for k in param_names))
+            c = _consts(_mean_scale(m.reduction, x.numel()), *(getattr(m, k) for k in param_names))
             fused = _fused(kind, x, (x.view(-1), y.view(-1)), c, checks, lambda x: native(m, x, y))
             if fused is not None:
                 return fused
@@ -178,9 +178,9 @@ def _bce_like(m, x, y, checks, pos, neg):
     if _fusable("bce_logits" if m.from_logits else "bce_probs", x, y):  # bce_logits_plain: the same size
         scale = _mean_scale(m.reduction, x.numel())
         if m.from_logits:
-            kind, c = "bce_logits" if pos != neg else "bce_logits_plain", _consts(x, scale, pos, neg, ls)
+            kind, c = "bce_logits" if pos != neg else "bce_logits_plain", _consts(scale, pos, neg, ls)
         else:
-            kind, c = "bce_probs", _consts(x, scale, pos, neg, ls, m.eps)
+            kind, c = "bce_probs", _consts(scale, pos, neg, ls, m.eps)
         fused = _fused(kind, x, (x.view(-1), y.view(-1)), c, checks, _composed(m, y))
         if fused is not None:
             return fused
@@ -237,7 +237,7 @@ def _sparse_ce(m, x, labels, checks):
         n, k = x.shape[0], x.shape[1]
         ws = (torch.ones(k, dtype=x.dtype) if w is None else w).view(1, k, 1)
         inputs = (_by_class(x), labels.view(n, 1, -1), ws, torch.tensor(ignore))
-        fused = _fused("sparse", x, inputs, _consts(x, scale, m.label_smoothing), checks,
+        fused = _fused("sparse", x, inputs, _consts(scale, m.label_smoothing), checks,
                        _composed(m, labels))
         if fused is not None:
             return fused
@@ -293,7 +293,7 @@ def _categorical_ce(m, x, y, checks):
         k = x.shape[1]
         ws = (torch.ones(k, dtype=x.dtype) if w is None else w).view(1, k, 1)
         fused = _fused("categorical", x, (_by_class(x), _by_class(y), ws),
-                       _consts(x, scale, m.label_smoothing), checks, _composed(m, y))
+                       _consts(scale, m.label_smoothing), checks, _composed(m, y))
         if fused is not None:
             return fused
     checks()
@@ -309,9 +309,9 @@ def _kl_div(m, q, p, checks):
     if _fusable("kl_logits" if m.from_logits else "kl_probs", q, p):
         scale = _mean_scale(m.reduction, q.numel() // q.shape[1])
         if m.from_logits:
-            kind, c = "kl_logits", _consts(q, scale)
+            kind, c = "kl_logits", _consts(scale)
         else:
-            kind, c = "kl_probs", _consts(q, scale, m.eps)
+            kind, c = "kl_probs", _consts(scale, m.eps)
         fused = _fused(kind, q, (_by_class(q), _by_class(p)), c, checks, _composed(m, p))
         if fused is not None:
             return fused

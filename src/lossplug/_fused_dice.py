@@ -114,17 +114,16 @@ _KERNELS = {
 def _run(kernel, *args):
     """The compiled kernel, or the same function eagerly where it cannot run compiled.
 
-    That is: fused kernels switched off since the forward, compiling failed, or dynamo refused one
-    more specialisation of an already compiled kernel (its recompile limit, 8 by default, is hit
-    after many distinct dtype / mask / size-1 / equal-size patterns). Errors of the computation
-    itself are raised again by the eager call.
+    That is (``Kernel.run`` gives ``None``): fused kernels switched off since the forward,
+    compiling failed, or dynamo refused one more specialisation of an already compiled kernel (its
+    recompile limit, 8 by default, is hit after many distinct dtype / mask / size-1 / equal-size
+    patterns). Errors of the computation itself are raised by the eager call.
     """
+    out = kernel.run(*args)
+    if out is not None:
+        return out
     with torch.autocast("cpu", enabled=False):  # autocast would lower parts of it to bf16
-        try:
-            out = kernel.run(*args)
-        except Exception:
-            out = None
-        return kernel.fn(*args) if out is None else out
+        return kernel.fn(*args)
 
 
 class _FusedLabelSums(torch.autograd.Function):

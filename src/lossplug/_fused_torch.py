@@ -23,11 +23,6 @@ import torch
 
 from lossplug._compiled import Kernel
 
-
-def _consts(*values, device):
-    return torch.tensor(values, dtype=torch.float64, device=device)
-
-
 # --- elementwise: x, y flat; c = [scale, ...] -------------------------------------------------------
 
 
