@@ -210,6 +210,15 @@ def _numpy_class_axis_last(x, y, labels):
     return xn, yn
 
 
+def _assert_route_matches(route, module, x, y, ref):
+    """The route taken (``route``), the NumPy float64 value ``ref``, the composed formula's gradient."""
+    value, grad = _value_and_grad(module, x, y)
+    assert route(value)
+    np.testing.assert_allclose(value.item(), ref, rtol=1e-12)
+    _, composed_grad = _value_and_grad(lambda a, b: _composed(module, a, b), x, y)
+    torch.testing.assert_close(grad, composed_grad)
+
+
 SPARSE = [
     {},
     {"class_weights": [1.0, 2.0, 0.5, 3.0, 1.0]},
@@ -224,14 +233,10 @@ SPARSE = [
 def test_sparse_ce_routes(route, kw, reduction):
     module = lt.SparseCategoricalCELoss(from_logits=True, reduction=reduction, **kw)
     x, labels = _class_inputs()
-    value, grad = _value_and_grad(module, x, labels)
-    assert route(value)
     ref = lossplug.numpy.sparse_categorical_ce(
         *_numpy_class_axis_last(x, labels, True), from_logits=True, reduction=reduction, **kw
     )
-    np.testing.assert_allclose(value.item(), ref, rtol=1e-12)
-    _, composed_grad = _value_and_grad(lambda a, b: _composed(module, a, b), x, labels)
-    torch.testing.assert_close(grad, composed_grad)
+    _assert_route_matches(route, module, x, labels, ref)
 
 
 @pytest.mark.parametrize("kw", [{}, {"class_weights": [1.0, 2.0, 0.5, 3.0, 1.0]}], ids=str)
@@ -250,14 +255,10 @@ def test_sparse_ce_all_ignored_gives_zero_not_nan(route, kw):
 def test_categorical_ce_routes(route, kw, reduction):
     module = lt.CategoricalCELoss(from_logits=True, reduction=reduction, **kw)
     x, y = _class_inputs(soft=True)
-    value, grad = _value_and_grad(module, x, y)
-    assert route(value)
     ref = lossplug.numpy.categorical_ce(
         *_numpy_class_axis_last(x, y, False), from_logits=True, reduction=reduction, **kw
     )
-    np.testing.assert_allclose(value.item(), ref, rtol=1e-12)
-    _, composed_grad = _value_and_grad(lambda a, b: _composed(module, a, b), x, y)
-    torch.testing.assert_close(grad, composed_grad)
+    _assert_route_matches(route, module, x, y, ref)
 
 
 @pytest.mark.parametrize("reduction", ["mean", "sum"])
@@ -269,13 +270,9 @@ def test_kl_div_routes(route, from_logits, reduction):
     p = p / p.sum(1, keepdim=True)
     if not from_logits:
         x[1, 2, 0] = 1e-9  # clipped to eps: no gradient there
-    value, grad = _value_and_grad(module, x, p)
-    assert route(value)
     ref = lossplug.numpy.kl_div(*_numpy_class_axis_last(x, p, False), from_logits=from_logits,
                                 reduction=reduction)
-    np.testing.assert_allclose(value.item(), ref, rtol=1e-12)
-    _, composed_grad = _value_and_grad(lambda a, b: _composed(module, a, b), x, p)
-    torch.testing.assert_close(grad, composed_grad)
+    _assert_route_matches(route, module, x, p, ref)
 
 
 # --- Dice on label maps without a one-hot tensor --------------------------------------------------

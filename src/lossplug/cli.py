@@ -212,8 +212,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "check", help="run every loss in every installed framework against the NumPy reference",
         description=(
-            "Run every loss on random inputs in torch (float64 and float32) and in Keras on each "
-            "installed backend (tensorflow, jax, torch; one subprocess each, float32), compare "
+            "Run every loss on random inputs in torch (float64 and float32, and float64 through "
+            "the compiled fused kernels, forced on) and in Keras on each installed backend "
+            "(tensorflow, jax, torch; one subprocess each, float32), compare "
             "reduction mean, sum and none with the NumPy float64 reference and print a table. "
             "Frameworks that are not installed are skipped with a note. Exit status 1 on a mismatch."
         ),
