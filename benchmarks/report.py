@@ -136,7 +136,7 @@ def judged_ratio(device: str) -> str:
 
 
 def markdown(rows: list[dict], info: dict, command: str, chart: str | None) -> str:
-    from lossplug._fast_torch import FUSED_MIN_NUMEL
+    from lossplug.frameworks.fast_torch import FUSED_MIN_NUMEL
 
     key = judged_ratio(info["device"])
     versions = ", ".join(f"{k} {v}" for k, v in info["versions"].items())

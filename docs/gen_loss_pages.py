@@ -2,7 +2,7 @@
 
 Run by the mkdocs-gen-files plugin (see mkdocs.yml); nothing it writes is committed. Everything
 comes from the registry (``lossplug._spec.REGISTRY``), the shipped Hydra configs, the NumPy
-reference (the example values are computed here) and ``lossplug._plots`` (the curves).
+reference (the example values are computed here) and ``lossplug.tools.plots`` (the curves).
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import mkdocs_gen_files
 import numpy as np
 
 import lossplug.numpy as reference
-from lossplug import _plots
 from lossplug._spec import REGISTRY, LossSpec
+from lossplug.tools import plots as _plots
 
 # Small readable inputs per loss, (N, C) so the NumPy, torch and Keras layouts coincide.
 _REGRESSION = ([[0.5, 2.0], [-1.0, 0.0]], [[0.0, 1.5], [0.0, 0.5]])

@@ -129,7 +129,7 @@ def test_plot_writes_a_png_of_the_expected_size(tmp_path):
 
 
 def test_plot_curves_follow_the_hand_worked_formulas():
-    from lossplug import _plots
+    from lossplug.tools import plots as _plots
 
     e, loss, grad = _plots.curve("huber", {"delta": 0.5})
     q = np.minimum(np.abs(e), 0.5)
@@ -153,7 +153,7 @@ def test_plot_curves_follow_the_hand_worked_formulas():
 
 def test_import_cli_imports_no_framework():
     code = (
-        "import sys, lossplug.cli, lossplug._parity, lossplug._plots; "
+        "import sys, lossplug.tools.cli, lossplug.tools.parity, lossplug.tools.plots; "
         "print(sorted({m.split('.')[0] for m in sys.modules} & "
         "{'torch', 'tensorflow', 'keras', 'jax', 'matplotlib'}))"
     )
@@ -190,7 +190,7 @@ class Hide:  # makes torch, keras, jax and tensorflow look uninstalled to this p
         if name.split(".")[0] in ("torch", "keras", "jax", "tensorflow"):
             raise ModuleNotFoundError(name)
 sys.meta_path.insert(0, Hide())
-from lossplug.cli import main
+from lossplug.tools.cli import main
 sys.exit(main(["check"]))
 """
 
@@ -206,7 +206,7 @@ def test_check_skips_missing_frameworks_with_a_note():
 
 
 def test_parity_compare_flags_a_wrong_value():
-    from lossplug import _parity
+    from lossplug.tools import parity as _parity
 
     ref = {"mean": np.float64(2.0), "sum": np.float64(8.0), "none": np.array([1.0, 3.0])}
     good = {"mean": 2.0 + 1e-7, "sum": 8.0, "none": [1.0, 3.0]}

@@ -1,8 +1,8 @@
-"""The torch fast paths (lossplug._fast_torch, the one-hot-free Dice sums) give the reference values.
+"""The torch fast paths (lossplug.frameworks.fast_torch, one-hot-free Dice sums) give the reference values.
 
 Each fast path is checked against the float64 NumPy reference (lossplug.numpy) and against the
 composed formula's value and gradient; Dice on label maps also against a one-hot Dice written out
-here with NumPy and against MONAI. The compiled fused kernels (lossplug._fused_torch) only run on
+here with NumPy and against MONAI. The compiled fused kernels (lossplug.frameworks.fused_torch) only run on
 large inputs, so the tests using them lower ``FUSED_MIN_NUMEL`` (fixture ``small_fused``).
 """
 
@@ -17,8 +17,8 @@ import torch
 
 import lossplug
 import lossplug.torch as lt
-from lossplug import _fast_torch
-from lossplug._backend import get_backend
+from lossplug.frameworks import fast_torch as _fast_torch
+from lossplug.frameworks.ops import get_backend
 
 XP = get_backend("torch")
 
@@ -549,7 +549,7 @@ def test_fused_kernels_switch(small_fused, monkeypatch):
 FALLBACK = """
 import warnings, torch, torch._inductor.config as config
 import lossplug.torch as lt
-from lossplug import _fast_torch
+from lossplug.frameworks import fast_torch as _fast_torch
 config.cpp.cxx = ("/nonexistent/c++",)
 _fast_torch.FUSED_MIN_NUMEL = dict.fromkeys(_fast_torch.FUSED_MIN_NUMEL, 64)
 x = torch.randn(50, 40, dtype=torch.float64, requires_grad=True)
@@ -649,7 +649,7 @@ def test_fused_kernels_switched_off_between_forward_and_second_backward(small_fu
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
 def test_every_fused_kernel_keeps_the_input_dtype(small_fused, dtype):
     """The gradient comes out in the input's dtype (a float64 one would cost time and memory)."""
-    from lossplug._fused_torch import KERNELS
+    from lossplug.frameworks.fused_torch import KERNELS
 
     x, y = _inputs("probabilities", shape=(8, 12), dtype=dtype)
     c = torch.tensor([0.01, 0.5, 1.5, 0.1, 1e-7], dtype=torch.float64)

@@ -1,4 +1,4 @@
-"""Dice on integer label maps through the compiled kernels of lossplug._fused_dice (torch, CPU).
+"""Dice on integer label maps through the compiled kernels of lossplug.frameworks.fused_dice (torch, CPU).
 
 Values and gradients are checked against a one-hot Dice written out here with torch ops (float64,
 autograd gives its gradient), against MONAI's DiceLoss (float32 and float64) and against the
@@ -311,7 +311,7 @@ def test_out_of_range_labels_raise_the_composed_error(bad, kw):
 
 
 def test_the_fused_route_takes_no_separate_pass_over_the_labels(monkeypatch):
-    from lossplug import _fast_torch
+    from lossplug.frameworks import fast_torch as _fast_torch
 
     g = torch.Generator().manual_seed(5)
     x = torch.randn(2, 3, 8, 8, generator=g, requires_grad=True)

@@ -8,8 +8,8 @@ from __future__ import annotations
 import functools
 import importlib
 
-from lossplug._core import value_checks
 from lossplug._spec import REGISTRY, LossParameterError, spec
+from lossplug.core import value_checks
 
 __all__ = ["available", "get", "value_checks", "LossParameterError", "__version__"]
 __version__ = "0.1.0"

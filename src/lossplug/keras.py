@@ -10,12 +10,12 @@ import inspect
 
 import keras
 
-from lossplug._adapter import LossAdapter
-from lossplug._backend import get_backend
-from lossplug._core import formula_params
-from lossplug._fast_keras import ROUTES
 from lossplug._spec import LossParameterError
+from lossplug.core import formula_params
 from lossplug.formulas.segmentation import dice_score
+from lossplug.frameworks.adapter import LossAdapter
+from lossplug.frameworks.fast_keras import ROUTES
+from lossplug.frameworks.ops import get_backend
 
 __all__ = [
     "LossClass", "MSELoss", "MAELoss", "HuberLoss", "BCELoss", "WeightedBCELoss",
@@ -67,7 +67,7 @@ class LossClass(LossAdapter, keras.losses.Loss):
     def terms(self, y_true, y_pred):
         """The formula before reduction: ``(loss, weight)``, ``weight`` ``None`` for a plain mean.
 
-        Some losses take a Keras route (``lossplug._fast_keras``): the same terms, written the way
+        Some losses take a Keras route (``lossplug.frameworks.fast_keras``): the same terms, written the way
         XLA compiles faster.
         """
         route = ROUTES.get(self.spec.name)

@@ -10,10 +10,10 @@ import inspect
 
 import numpy as np
 
-from lossplug._adapter import params_doc
-from lossplug._backend import get_backend
-from lossplug._core import evaluate
 from lossplug._spec import spec
+from lossplug.core import evaluate
+from lossplug.frameworks.adapter import params_doc
+from lossplug.frameworks.ops import get_backend
 
 __all__ = [
     "mse", "mae", "huber", "bce", "weighted_bce", "categorical_ce", "sparse_categorical_ce",

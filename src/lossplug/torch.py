@@ -14,11 +14,11 @@ import types
 import torch
 from torch import nn
 
-from lossplug._adapter import LossAdapter
-from lossplug._backend import get_backend
-from lossplug._compiled import fused_kernels
-from lossplug._fast_torch import fast_loss
 from lossplug.formulas.segmentation import dice_score
+from lossplug.frameworks.adapter import LossAdapter
+from lossplug.frameworks.compiled import fused_kernels
+from lossplug.frameworks.fast_torch import fast_loss
+from lossplug.frameworks.ops import get_backend
 
 __all__ = [
     "fused_kernels", "LossModule", "MSELoss", "MAELoss", "HuberLoss", "BCELoss", "WeightedBCELoss",

@@ -1,4 +1,4 @@
-"""The Keras routes (``lossplug._fast_keras``) and TensorFlow's log-softmax, eagerly and under XLA.
+"""The Keras routes (``lossplug.frameworks.fast_keras``) and TensorFlow's log-softmax, eagerly and under XLA.
 
 Values against ``keras.losses`` and hand-worked NumPy float64, gradients against their closed forms:
 Huber's ``clip(e, -delta, delta) / n``, cross-entropy's ``(softmax(x) sum(y) - y) / N``, KL's

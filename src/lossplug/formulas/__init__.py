@@ -1,4 +1,4 @@
-"""Each loss written once, as a function of a backend ``xp`` (see ``lossplug._backend``).
+"""Each loss written once, as a function of a backend ``xp`` (see ``lossplug.frameworks.ops``).
 
 A formula takes validated arrays and parameters and returns ``(loss, weight)``: the unreduced
 loss and, where the mean is a weighted one (class weights, ignored targets), the weight of each

@@ -2,7 +2,7 @@
 
 Each kernel below is a plain torch function of ``(y_pred, y_true, ..., c)`` returning the loss
 (float64: the sum of the terms times the scale ``c[0]``, 1/n for a mean), the gradient of that loss
-with respect to ``y_pred``, and the input ranges the value checks need. ``lossplug._compiled.Kernel``
+with respect to ``y_pred``, and the input ranges the value checks need. ``lossplug.frameworks.compiled.Kernel``
 compiles it with inductor into one loop (per row of classes for the class losses), so the inputs
 are read once and the gradient written once, where torch's own losses read them in the forward,
 again in the backward, and write temporaries in between. ``FusedLoss`` is the autograd function
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import torch
 
-from lossplug._compiled import Kernel
+from lossplug.frameworks.compiled import Kernel
 
 # --- elementwise: x, y flat; c = [scale, ...] -------------------------------------------------------
 

@@ -3,7 +3,7 @@
 Two kinds, both giving the value of the composed formula in ``lossplug.formulas`` (checked in
 ``tests/test_fast_paths.py`` against ``lossplug.numpy`` in float64 and against torch.nn):
 
-- **fused kernels** (``lossplug._fused_torch``): where the input needs a gradient, is on the CPU,
+- **fused kernels** (``lossplug.frameworks.fused_torch``): where the input needs a gradient, is on the CPU,
   float32/float64, contiguous and has at least ``FUSED_MIN_NUMEL[kernel]`` elements, one compiled kernel
   computes the loss, its gradient and the value checks' ranges in a single pass; the backward hands
   that gradient over. mse, mae, huber, bce and weighted_bce (logits and probabilities, with label
@@ -28,9 +28,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from lossplug import _compiled, _core, _fused_dice
-from lossplug._backend import get_backend
-from lossplug._fused_torch import KERNELS, FusedLoss
+from lossplug import core as _core
+from lossplug.frameworks import compiled as _compiled
+from lossplug.frameworks import fused_dice as _fused_dice
+from lossplug.frameworks.fused_torch import KERNELS, FusedLoss
+from lossplug.frameworks.ops import get_backend
 
 FUSED_MIN_NUMEL = {
     "mse": 1 << 20, "huber": 1 << 19, "mae": 1 << 17, "bce_logits": 1 << 18, "bce_logits_plain": 1 << 18,

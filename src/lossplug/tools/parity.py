@@ -214,7 +214,7 @@ def run_torch(seed: int, dtype: str, fused: bool = False) -> dict[str, dict]:
     import torch
 
     if fused:
-        from lossplug import _fast_torch
+        from lossplug.frameworks import fast_torch as _fast_torch
 
         sizes = _fast_torch.FUSED_MIN_NUMEL
         _fast_torch.FUSED_MIN_NUMEL = dict.fromkeys(sizes, 0)
@@ -324,7 +324,7 @@ def _importable(name: str) -> bool:
 
 def _keras_worker_command(backend: str, seed: int, out_path: str):
     env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3", JAX_PLATFORMS="cpu")
-    cmd = [sys.executable, "-m", "lossplug._parity", "--keras-worker", str(seed), out_path]
+    cmd = [sys.executable, "-m", "lossplug.tools.parity", "--keras-worker", str(seed), out_path]
     return cmd, env
 
 
@@ -389,8 +389,8 @@ def _note_unavailable_fused_kernels(cols: list[Column]) -> None:
     col = next((c for c in cols if c.title == "torch fused" and c.results is not None), None)
     if col is None:
         return
-    from lossplug import _compiled
-    from lossplug._fused_torch import KERNELS
+    from lossplug.frameworks import compiled as _compiled
+    from lossplug.frameworks.fused_torch import KERNELS
 
     failures = [k.failure for k in KERNELS.values() if k.failure]
     if not _compiled.usable() or failures:
@@ -459,4 +459,6 @@ if __name__ == "__main__":
     if len(sys.argv) == 4 and sys.argv[1] == "--keras-worker":
         _keras_worker(int(sys.argv[2]), sys.argv[3])
     else:
-        sys.exit("usage: python -m lossplug._parity --keras-worker SEED OUT.json (run by `lossplug check`)")
+        sys.exit(
+            "usage: python -m lossplug.tools.parity --keras-worker SEED OUT.json (run by `lossplug check`)"
+        )

@@ -14,7 +14,7 @@ from __future__ import annotations
 import inspect
 import textwrap
 
-from lossplug import _core
+from lossplug import core as _core
 from lossplug._spec import LossSpec, spec
 
 

@@ -149,7 +149,7 @@ def cmd_show(args) -> int:
 
 
 def cmd_check(args) -> int:
-    from lossplug import _parity
+    from lossplug.tools import parity as _parity
 
     if args.float32_tol is not None:
         _parity.TOLERANCE["float32"] = args.float32_tol
@@ -167,7 +167,7 @@ def cmd_plot(args) -> int:
     if not args.out.lower().endswith(".png"):
         raise UsageError(f"--out must name a .png file, got {args.out!r}")
     losses = [_parse_loss_arg(text) for text in args.names]
-    from lossplug import _plots
+    from lossplug.tools import plots as _plots
 
     try:
         _plots.plot(losses, args.out, dpi=args.dpi, title=args.title)

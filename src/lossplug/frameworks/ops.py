@@ -111,7 +111,7 @@ class TorchBackend:
         import torch
         import torch.nn.functional as F
 
-        from lossplug._compiled import functorch_active
+        from lossplug.frameworks.compiled import functorch_active
 
         self.torch, self.F, self.functorch_active = torch, F, functorch_active
 
@@ -223,7 +223,7 @@ class TorchBackend:
 
     def label_class_sums(self, x, labels, weights, num_classes, squared, activation=None):
         """Dice's per-class sums of ``activation(x)`` on a label map, class axis 1 (``_fused_dice``)."""
-        from lossplug._fused_dice import label_class_sums
+        from lossplug.frameworks.fused_dice import label_class_sums
 
         return label_class_sums(x, labels, weights, num_classes, squared, activation)
 

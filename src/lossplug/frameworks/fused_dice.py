@@ -12,7 +12,7 @@ Everything after them (the score, the class weights, the reductions, ``sync_dist
 these small ``(N, C)`` tensors and stays in the formula. Composed from torch ops, the sums cost a
 softmax pass, a gather, bincounts, a squared-sum pass, and in the backward a scatter and a softmax
 backward, each reading or writing a tensor the size of ``x``. Here one compiled kernel
-(``lossplug._compiled``) reads ``x`` and the labels and gives the sums (and, for softmax, the
+(``lossplug.frameworks.compiled``) reads ``x`` and the labels and gives the sums (and, for softmax, the
 max and the inverse normaliser per position, all the backward needs besides ``x``); the backward is a
 second compiled kernel that reads them once more and writes ``d loss / d x`` through the
 activation in one pass.
@@ -21,7 +21,7 @@ Used on CPU for float32/float64 outside ``torch.compile`` (which composes the su
 graph break) while fused kernels are on (``lossplug.fused_kernels``). When the gradient is itself
 differentiated (``create_graph=True``) the backward is computed from ``x`` with differentiable
 eager ops, so double backward is exact. Elsewhere the sums come from
-``lossplug._fast_torch.label_class_sums`` on the activated ``x``.
+``lossplug.frameworks.fast_torch.label_class_sums`` on the activated ``x``.
 """
 
 from __future__ import annotations
@@ -30,12 +30,12 @@ import contextlib
 
 import torch
 
-from lossplug import _compiled
+from lossplug.frameworks import compiled as _compiled
 
 _DTYPES = (torch.float32, torch.float64)
 
 
-# --- the kernels: plain torch functions, compiled by lossplug._compiled.Kernel ---------------------
+# --- the kernels: plain torch functions, compiled by lossplug.frameworks.compiled.Kernel ---------------------
 
 
 def _sums(p, labels, w):
@@ -154,7 +154,7 @@ class _FusedLabelSums(torch.autograd.Function):
 class DeferredLabelCheck:
     """The label check of one Dice call on a label map, judged from the fused kernel's label counts.
 
-    Set by the Dice route of ``lossplug._fast_torch`` (``deferred_label_check``). Where the fused
+    Set by the Dice route of ``lossplug.frameworks.fast_torch`` (``deferred_label_check``). Where the fused
     kernel runs, every counted position has a label in ``[0, C)`` exactly when the per-class label
     counts ``y_terms`` add up to the number of counted positions: ``labels_in_range`` says whether
     they do, with no pass over the labels besides the kernel's (exact while a sample has fewer than
@@ -220,7 +220,7 @@ def label_class_sums(x, labels, weights, num_classes: int, squared: bool, activa
             counted = l2.numel() if w2 is None else w2.sum(dtype=torch.float64).item()
             deferred.labels_in_range = y_terms.sum(dtype=torch.float64).item() == counted
         return inter, (p_sq if squared else p_lin), y_terms
-    from lossplug._fast_torch import label_class_sums as composed_sums
+    from lossplug.frameworks.fast_torch import label_class_sums as composed_sums
 
     p = activate(x, activation)
     if weights is not None:
