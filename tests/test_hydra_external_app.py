@@ -37,13 +37,28 @@ def main(cfg):
     import hydra_plugins.lossplug_searchpath.lossplug_searchpath as plugin
     import lossplug
 
-    loss = hydra.utils.instantiate(cfg.loss, framework=cfg.framework)
+    # framework=null on the command line: the call of a user who leaves framework= out
+    kwargs = {} if cfg.framework is None else {"framework": cfg.framework}
+    try:
+        loss = hydra.utils.instantiate(cfg.loss, **kwargs)
+    except Exception as exc:
+        cause = exc.__cause__ or exc
+        print("ERROR " + json.dumps({"type": type(cause).__name__, "message": str(cause)}))
+        raise
+    value = None
+    if cfg.probe:  # the loss on a fixed batch of logits and 0/1 targets (torch)
+        import torch
+
+        x = torch.tensor([[-2.0, 0.5], [1.5, 3.0]], dtype=torch.float64)
+        y = torch.tensor([[0.0, 1.0], [0.0, 1.0]], dtype=torch.float64)
+        value = float(loss(x, y))
     print("RESULT " + json.dumps({
         "lossplug_file": lossplug.__file__,
         "plugin_file": plugin.__file__,
         "loss_cfg": OmegaConf.to_container(cfg.loss),
         "class": type(loss).__module__ + "." + type(loss).__name__,
         "params": {k: v for k, v in loss.params().items() if k != "class_weights"},
+        "value": value,
     }))
 
 
@@ -57,9 +72,35 @@ defaults:
   - _self_
 
 framework: torch
+probe: false
 hydra:
   run:
     dir: ./outputs/run
+"""
+
+
+# The user's own loss (docs/subclassing.md's focal BCE) in the user's own package, and the config
+# that selects it by _target_ beside the shipped ones.
+USER_LOSSES = '''\
+import torch
+from lossplug.torch import BCELoss
+
+
+class FocalBCELoss(BCELoss):
+    def __init__(self, *, gamma: float = 2.0, **params):
+        super().__init__(**params)
+        self.gamma = gamma
+
+    def terms(self, y_pred, y_true):
+        loss, weight = super().terms(y_pred, y_true)
+        p_t = torch.exp(-loss)
+        return (1 - p_t) ** self.gamma * loss, weight
+'''
+
+USER_LOSS_YAML = """\
+_target_: my_project.losses.FocalBCELoss
+gamma: 2.0
+from_logits: true
 """
 
 
@@ -105,14 +146,20 @@ def user_app(tmp_path_factory):
     (app_dir / "conf").mkdir(parents=True)
     (app_dir / "app.py").write_text(APP)
     (app_dir / "conf" / "config.yaml").write_text(CONFIG)
+    (app_dir / "conf" / "loss").mkdir()
+    (app_dir / "conf" / "loss" / "focal_bce.yaml").write_text(USER_LOSS_YAML)
+    (app_dir / "my_project").mkdir()
+    (app_dir / "my_project" / "__init__.py").write_text("")
+    (app_dir / "my_project" / "losses.py").write_text(USER_LOSSES)
     assert not app_dir.is_relative_to(ROOT)
 
     def run(*overrides, **env):
         proc = _run([str(python), "app.py", *overrides], cwd=app_dir, env=_clean_env(**env))
         result = None
         for line in proc.stdout.splitlines():
-            if line.startswith("RESULT "):
-                result = json.loads(line[len("RESULT "):])
+            for tag in ("RESULT ", "ERROR "):
+                if line.startswith(tag):
+                    result = json.loads(line[len(tag):])
         return proc, result
 
     return run, Path(site), wheel
@@ -176,8 +223,61 @@ def test_unknown_loss_lists_the_valid_names(user_app):
 def test_misspelt_parameter_names_the_loss_and_its_parameters(user_app):
     run, _, _ = user_app
     proc, out = run("loss=huber", "loss.delt=0.5")
-    assert proc.returncode != 0 and out is None
+    assert proc.returncode != 0 and out["type"] == "LossParameterError"
     assert (
         "HuberLoss ('huber') got unknown parameter(s) delt; its parameters are: delta, reduction"
         in proc.stderr
     )
+
+
+# --- framework: required, and the same call for the user's own subclass -------------------------
+
+
+def _focal_by_hand(gamma: float) -> float:
+    """Focal BCE on the app's probe batch, from the formula (NumPy, not lossplug)."""
+    import numpy as np
+
+    x = np.array([[-2.0, 0.5], [1.5, 3.0]])
+    y = np.array([[0.0, 1.0], [0.0, 1.0]])
+    p = 1 / (1 + np.exp(-x))
+    bce = -(y * np.log(p) + (1 - y) * np.log(1 - p))
+    p_t = np.where(y == 1, p, 1 - p)
+    return float(np.mean((1 - p_t) ** gamma * bce))
+
+
+def test_no_framework_fails_at_instantiate_naming_framework_and_its_values(user_app):
+    run, _, _ = user_app
+    proc, out = run("loss=huber", "framework=null")
+    assert proc.returncode != 0 and out is not None, proc.stderr
+    assert out["type"] == "ValueError"
+    assert "framework is not set" in out["message"]
+    assert "'numpy', 'torch' or 'keras'" in out["message"]
+
+
+def test_framework_from_the_loss_node_on_the_command_line(user_app):
+    run, _, _ = user_app
+    proc, out = run("loss=mse", "framework=null", "loss.framework=torch")
+    assert proc.returncode == 0, proc.stderr
+    assert out["class"] == "lossplug.torch.MSELoss"
+
+
+def test_user_subclass_by_target_with_the_same_call(user_app):
+    run, _, _ = user_app
+    proc, out = run("loss=focal_bce", "probe=true")
+    assert proc.returncode == 0, proc.stderr
+    assert out["class"] == "my_project.losses.FocalBCELoss"
+    assert out["params"]["from_logits"] is True
+    assert out["value"] == pytest.approx(_focal_by_hand(2.0), rel=1e-12)
+
+    proc, out = run("loss=focal_bce", "loss.gamma=0.5", "probe=true")
+    assert proc.returncode == 0, proc.stderr
+    assert out["value"] == pytest.approx(_focal_by_hand(0.5), rel=1e-12)
+
+
+def test_user_subclass_refuses_another_framework_naming_both(user_app):
+    run, _, _ = user_app
+    proc, out = run("loss=focal_bce", "framework=keras")
+    assert proc.returncode != 0 and out is not None, proc.stderr
+    assert out["type"] == "ValueError"
+    assert "my_project.losses.FocalBCELoss is a torch loss" in out["message"]
+    assert "framework='keras'" in out["message"]

@@ -41,7 +41,7 @@ def compose_app(config_dir):
 
 
 def _loss_keys(cfg) -> list[str]:
-    return [k for k in cfg.loss if k not in ("_target_", "name")]
+    return [k for k in cfg.loss if k not in ("_target_", "name", "framework")]
 
 
 # --- the files and the registry -----------------------------------------------------------------

@@ -22,13 +22,22 @@ def available() -> list[str]:
     return list(REGISTRY)
 
 
-def get(name: str, framework: str = "numpy", **params):
+def get(name: str, framework: str | None = "numpy", **params):
     """Build the loss ``name`` for ``framework`` with ``params``.
 
     ``"numpy"`` gives a function ``f(y_pred, y_true)``; ``"torch"`` an ``nn.Module``; ``"keras"`` a
     ``keras.losses.Loss``. Unknown names and parameters raise a ``ValueError`` listing valid ones.
+    ``framework=None`` (what the shipped Hydra configs carry until ``instantiate(cfg.loss,
+    framework=...)`` sets it) raises a ``ValueError`` naming ``framework`` and its values, so a
+    config built without one fails here and not later inside a training step.
     """
     loss_spec = spec(name)
+    if framework is None:
+        raise ValueError(
+            f"lossplug.get({name!r}): framework is not set; pass framework='numpy', 'torch' or 'keras' "
+            "(from Hydra: hydra.utils.instantiate(cfg.loss, framework='torch'), or loss.framework=torch "
+            "on the command line)"
+        )
     if framework not in FRAMEWORKS:
         raise ValueError(f"unknown framework {framework!r}; choose one of {', '.join(FRAMEWORKS)}")
     loss_spec.validate(params)

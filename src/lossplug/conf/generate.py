@@ -41,7 +41,9 @@ def render(loss_spec: LossSpec) -> str:
         "# Generated from lossplug._spec.REGISTRY by `python -m lossplug.conf.generate`; do not edit.",
         f"# Select it with `loss={loss_spec.name}` or `defaults: [loss: {loss_spec.name}]`, change a",
         "# parameter with `loss.<parameter>=<value>`, and build it with",
-        '# hydra.utils.instantiate(cfg.loss, framework="torch" | "keras" | "numpy").',
+        '# hydra.utils.instantiate(cfg.loss, framework="torch" | "keras" | "numpy");',
+        "# without a framework (here or loss.framework=torch on the command line) it raises a",
+        "# ValueError at once, before any training step.",
         "# Parameters are checked by lossplug when the loss is built: an unknown or misspelt one",
         "# raises lossplug.LossParameterError naming the loss and its parameters.",
         "defaults:",
@@ -50,6 +52,8 @@ def render(loss_spec: LossSpec) -> str:
         "",
         "_target_: lossplug.get",
         f"name: {loss_spec.name}",
+        "# numpy | torch | keras: required, usually given by instantiate(cfg.loss, framework=...)",
+        "framework: null",
     ]
     for param in loss_spec.params:
         lines.append(f"# {param.doc}")

@@ -1,11 +1,13 @@
 """What the torch modules and Keras classes share: parameters as attributes, signatures, docs.
 
-A framework class names its loss once (``class HuberLoss(LossModule, loss="huber")``) and gets a
-keyword-only ``__init__`` with the registry's parameters and defaults, a docstring section
-listing them, and the ``terms`` → reduce path. Subclasses override these extension points:
+The framework classes are made from the registry (``loss_classes``); each names its loss once
+(as ``class HuberLoss(LossModule, loss="huber")`` would) and gets a keyword-only ``__init__``
+with the registry's parameters and defaults, a docstring section listing them, and the
+``terms`` → reduce path. Subclasses override these extension points:
 
 - ``terms(...)``: the unreduced ``(loss, weight)`` of the formula, before the reduction;
-- ``score(intersection, denominator)`` (Dice): the Dice ratio from its sums;
+- the registry's hooks (``LossSpec.hooks``), e.g. ``score(intersection, denominator)`` (Dice): the
+  Dice ratio from its sums;
 - ``__init__``: add hyperparameters, then call ``super().__init__(**params)``.
 """
 
@@ -15,7 +17,7 @@ import inspect
 import textwrap
 
 from lossplug import core as _core
-from lossplug._spec import LossSpec, spec
+from lossplug._spec import REGISTRY, Hook, LossSpec, spec
 
 
 def signature(loss_spec: LossSpec, extra: tuple[inspect.Parameter, ...] = ()) -> inspect.Signature:
@@ -43,13 +45,65 @@ def params_doc(loss_spec: LossSpec, call: str) -> str:
     return "\n".join(lines)
 
 
+# ``framework=`` is accepted (and must name the class's own framework) so that one Hydra call,
+# ``instantiate(cfg.loss, framework="torch")``, builds a shipped loss (``_target_: lossplug.get``)
+# and a user's subclass selected by ``_target_: my_project.losses.MyLoss`` alike.
+_FRAMEWORK_PARAM = inspect.Parameter("framework", inspect.Parameter.KEYWORD_ONLY, default=None)
+
+
+def check_framework(cls, framework) -> None:
+    """``framework=None`` or the class's own framework; anything else is a ``ValueError``."""
+    if framework is None or framework == cls.framework:
+        return
+    own = f"{cls.__module__}.{cls.__qualname__}"
+    if framework not in ("numpy", "torch", "keras"):
+        raise ValueError(f"{own}: unknown framework={framework!r}; it takes 'numpy', 'torch' or 'keras'")
+    raise ValueError(
+        f"{own} is a {cls.framework} loss but framework={framework!r} was asked for; build "
+        f"lossplug.get({cls.spec.name!r}, framework={framework!r}) or a class of lossplug.{framework}"
+    )
+
+
 def _make_init(base_init, loss_spec: LossSpec, extra):
-    def __init__(self, **params):
+    def __init__(self, *, framework=None, **params):
+        check_framework(type(self), framework)
         base_init(self, **params)
 
-    __init__.__signature__ = signature(loss_spec, extra)
+    __init__.__signature__ = signature(loss_spec, extra + (_FRAMEWORK_PARAM,))
     __init__.__doc__ = f"Build a {loss_spec.class_name}; every argument is keyword-only."
     return __init__
+
+
+def _hook_method(hook: Hook, xp, class_name: str, module: str):
+    """The method ``hook.name(self, *hook.args)``: the registry's default with the current params."""
+
+    def method(self, *args):
+        return hook.default(xp, *args, *(getattr(self, p) for p in hook.params))
+
+    self_param = inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    method.__signature__ = inspect.Signature(
+        [self_param] + [inspect.Parameter(a, inspect.Parameter.POSITIONAL_OR_KEYWORD) for a in hook.args]
+    )
+    method.__name__, method.__qualname__ = hook.name, f"{class_name}.{hook.name}"
+    method.__module__, method.__doc__ = module, hook.doc
+    return method
+
+
+def loss_classes(base: type, module: str, xp, decorate=None) -> dict[str, type]:
+    """One subclass of ``base`` per registry entry, named by its ``class_name``, as if written in ``module``.
+
+    Each gets the registry's ``__init__``, docstring and hook methods (Dice's ``score``); ``decorate``
+    (Keras's serialisation registration) is applied to each. The framework module binds them as its
+    own attributes, so they pickle, import and document as hand-written classes would.
+    """
+    out = {}
+    for s in REGISTRY.values():
+        namespace = {"__module__": module, "__qualname__": s.class_name, "__doc__": s.summary}
+        for hook in s.hooks:
+            namespace[hook.name] = _hook_method(hook, xp, s.class_name, module)
+        cls = type(base)(s.class_name, (base,), namespace, loss=s.name)
+        out[s.class_name] = decorate(cls) if decorate is not None else cls
+    return out
 
 
 class LossAdapter:
@@ -92,10 +146,9 @@ class LossAdapter:
 
     def _terms(self, xp, y_pred, y_true):
         params = _core.formula_params(self.spec, xp, y_pred, self.params(), self.framework)
-        if self.spec.name == "dice":
-            params["score"] = lambda _xp, intersection, denominator, _smooth: self.score(
-                intersection, denominator
-            )
+        for hook in self.spec.hooks:  # the formula calls hook(xp, *args, *params): route to the method
+            method, skip = getattr(self, hook.name), len(hook.params)
+            params[hook.name] = lambda _xp, *args, _m=method, _k=skip: _m(*args[:len(args) - _k])
         return self.spec.formula(xp, y_pred, y_true, **params)
 
     def _reduce(self, xp, loss, weight):
