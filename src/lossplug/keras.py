@@ -8,7 +8,12 @@ from __future__ import annotations
 
 import inspect
 
-import keras
+from lossplug._optional import keras_import_error
+
+try:
+    import keras
+except ImportError as _exc:
+    raise keras_import_error(_exc) from _exc
 
 from lossplug._spec import LossParameterError
 from lossplug.core import formula_params

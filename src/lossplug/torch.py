@@ -11,8 +11,13 @@ from __future__ import annotations
 
 import types
 
-import torch
-from torch import nn
+from lossplug._optional import missing
+
+try:
+    import torch
+    from torch import nn
+except ImportError as _exc:
+    raise missing("lossplug.torch", "torch", "torch", _exc) from _exc
 
 from lossplug.formulas.segmentation import dice_score
 from lossplug.frameworks.adapter import LossAdapter

@@ -17,6 +17,7 @@ import textwrap
 import time
 
 from lossplug import __version__
+from lossplug._optional import MissingDependency
 from lossplug._spec import REGISTRY, LossParameterError, LossSpec, spec
 
 
@@ -256,6 +257,9 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         print(f"lossplug {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except MissingDependency as exc:  # says which extra to install
+        print(f"lossplug {args.command}: error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 

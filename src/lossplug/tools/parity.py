@@ -333,7 +333,7 @@ def columns_to_run(frameworks: list[str] | None = None) -> list[Column]:
     wanted = frameworks or ["torch"] + [f"keras-{b}" for b in KERAS_BACKENDS]
     cols = []
     if "torch" in wanted:
-        note = None if _importable("torch") else "torch is not installed"
+        note = None if _importable("torch") else 'torch is not installed: pip install "lossplug[torch]"'
         cols += [Column("torch f64", "torch", "float64", note=note),
                  Column("torch f32", "torch", "float32", note=note),
                  Column("torch fused", "torch", "float64", note=note)]
@@ -342,9 +342,9 @@ def columns_to_run(frameworks: list[str] | None = None) -> list[Column]:
             continue
         note = None
         if not _importable("keras"):
-            note = "keras is not installed"
+            note = 'keras is not installed: pip install "lossplug[keras]"'
         elif not _importable(backend):
-            note = f"{backend} is not installed"
+            note = f'{backend} is not installed: pip install "lossplug[{backend}]"'
         cols.append(Column(f"keras/{backend}", "keras", "float32", note=note))
     return cols
 

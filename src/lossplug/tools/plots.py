@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lossplug._optional import missing
 from lossplug._spec import spec
 
 FIGSIZE = (10.0, 4.0)  # inches; at the default 100 dpi a 1000 x 400 pixel PNG
@@ -123,7 +124,10 @@ def label(name: str, params: dict) -> str:
 
 def plot(losses: Sequence[tuple[str, dict]], out: str, dpi: int = 100, title: str | None = None) -> None:
     """Write a PNG with the loss (left) and its gradient (right) for each ``(name, params)``."""
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError as exc:
+        raise missing("lossplug plot", "matplotlib", "plot", exc) from exc
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
