@@ -171,6 +171,10 @@ def test_check_runs_every_installed_framework_and_passes():
     assert {r.split()[0] for r in rows} == set(NAMES)
     assert all(r.count(" ok ") == 6 for r in rows)
     assert "OK: all" in out.stdout and "MISMATCH" not in out.stdout
+    # progress on stderr (not a terminal here: the lines to keep), one per framework column
+    for title in ["torch f64", "torch f32", "torch fused", "keras/tensorflow", "keras/jax", "keras/torch"]:
+        lines = out.stderr.splitlines()
+        assert any(line.startswith(f"{title}: ") and " cases done" in line for line in lines), title
 
 
 def test_check_exits_1_on_a_mismatch():

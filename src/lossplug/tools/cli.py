@@ -109,6 +109,31 @@ def _split_top_level(text: str) -> list[str]:
     return parts + [current]
 
 
+class _Progress:
+    """``lossplug check``'s progress on stderr: lines to keep, and a case counter that a terminal
+    rewrites in place (elsewhere, e.g. in a CI log, printed at most every 5 s)."""
+
+    def __init__(self, stream, every: float = 5.0):
+        self.stream, self.every = stream, every
+        self.tty = stream.isatty()
+        self.last, self.pending = 0.0, False
+
+    def __call__(self, message: str, final: bool = True) -> None:
+        now = time.perf_counter()
+        if self.tty:
+            self.stream.write("\r\033[K" + message + ("\n" if final else ""))
+            self.pending = not final
+        elif final or now - self.last >= self.every:
+            self.stream.write(message + "\n")
+            self.last = now
+        self.stream.flush()
+
+    def clear(self) -> None:
+        if self.tty and self.pending:
+            self.stream.write("\r\033[K")
+            self.stream.flush()
+
+
 # --- the commands -------------------------------------------------------------------------------
 
 
@@ -157,7 +182,10 @@ def cmd_check(args) -> int:
     if args.float64_tol is not None:
         _parity.TOLERANCE["float64"] = args.float64_tol
     start = time.perf_counter()
-    columns = _parity.run_all(seed=args.seed, frameworks=args.frameworks)
+    progress = None if args.quiet else _Progress(sys.stderr)
+    columns = _parity.run_all(seed=args.seed, frameworks=args.frameworks, progress=progress)
+    if progress is not None:
+        progress.clear()
     text, ok = _parity.report(columns, args.seed)
     print(text)
     print(f"({time.perf_counter() - start:.1f} s)")
@@ -195,7 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     names = ", ".join(REGISTRY)
     parser = argparse.ArgumentParser(
         prog="lossplug",
-        description="Nine deep-learning losses, written once: the same number in NumPy, PyTorch and Keras.",
+        description="Deep-learning losses, written once: the same number in NumPy, PyTorch and Keras.",
         epilog="After installing, run `lossplug check` to see every loss match in your frameworks.",
     )
     parser.add_argument("--version", action="version", version=f"lossplug {__version__}")
@@ -227,6 +255,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="tolerance of the float32 runs (default 1e-5)")
     p.add_argument("--float64-tol", type=float, metavar="TOL",
                    help="tolerance of the torch float64 run (default 1e-9)")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress lines on stderr (the first run compiles kernels: ~40 s)")
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser(

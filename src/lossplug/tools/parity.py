@@ -19,6 +19,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -205,8 +206,10 @@ def reference(case: Case, seed: int, framework: str) -> dict[str, np.ndarray]:
 # --- running a framework ------------------------------------------------------------------------
 
 
-def run_torch(seed: int, dtype: str, fused: bool = False) -> dict[str, dict]:
+def run_torch(seed: int, dtype: str, fused: bool = False, on_case=None) -> dict[str, dict]:
     """Every case through ``lossplug.torch`` in ``dtype``: ``{case id: {reduction: values}}``.
+
+    ``on_case(i, n, case)``, if given, is called before each of the ``n`` cases (progress).
 
     ``fused``: with ``y_pred`` requiring grad and the size thresholds at 0, so that every loss with
     a compiled fused kernel runs it (on real inputs only large tensors do).
@@ -220,7 +223,7 @@ def run_torch(seed: int, dtype: str, fused: bool = False) -> dict[str, dict]:
         _fast_torch.FUSED_MIN_NUMEL = dict.fromkeys(sizes, 0)
         try:
             with torch.enable_grad():
-                return run_torch(seed, dtype)
+                return run_torch(seed, dtype, on_case=on_case)
         finally:
             _fast_torch.FUSED_MIN_NUMEL = sizes
     import lossplug.torch as torch_losses
@@ -228,7 +231,9 @@ def run_torch(seed: int, dtype: str, fused: bool = False) -> dict[str, dict]:
 
     torch_dtype = getattr(torch, dtype)
     results = {}
-    for case in CASES:
+    for i, case in enumerate(CASES):
+        if on_case is not None:
+            on_case(i, len(CASES), case)
         y_pred, y_true = _channels_first(case, *case_inputs(case, seed))
         y_pred_t = torch.as_tensor(y_pred, dtype=torch_dtype).requires_grad_(torch.is_grad_enabled())
         labels = y_true.dtype.kind in "iu"
@@ -349,8 +354,19 @@ def columns_to_run(frameworks: list[str] | None = None) -> list[Column]:
     return cols
 
 
-def run_all(seed: int = 0, frameworks: list[str] | None = None, timeout: float = 300) -> list[Column]:
-    """Run every column: Keras backends in parallel subprocesses while torch runs here."""
+def run_all(seed: int = 0, frameworks: list[str] | None = None, timeout: float = 300,
+            progress=None) -> list[Column]:
+    """Run every column: Keras backends in parallel subprocesses while torch runs here.
+
+    ``progress(message, final)``, if given, is told what runs (``final=False``: a case counter that
+    the next message replaces; ``True``: a line to keep); ``lossplug check`` prints it to stderr.
+    """
+    say = progress or (lambda message, final=True: None)
+    start = time.perf_counter()
+
+    def elapsed() -> str:
+        return f"{time.perf_counter() - start:.0f} s"
+
     cols = columns_to_run(frameworks)
     workers = []
     with tempfile.TemporaryDirectory(prefix="lossplug-check-") as tmp:
@@ -363,11 +379,24 @@ def run_all(seed: int = 0, frameworks: list[str] | None = None, timeout: float =
                     cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
                 )
                 workers.append((col, proc, path))
+        if workers:
+            say(f"{', '.join(c.title for c, _, _ in workers)}: started, one subprocess each", True)
         for col in cols:
             if col.framework == "torch" and col.note is None:
-                col.results = run_torch(seed, col.dtype, fused=col.title == "torch fused")
+                fused = col.title == "torch fused"
+                if fused:
+                    say("torch fused: compiling the fused kernels on first use (on a cold cache this "
+                        "takes most of the run; inductor caches them on disk for the next run)", True)
+
+                def on_case(i, n, case, title=col.title):
+                    say(f"{title}: case {i + 1}/{n} {case.id}  [{elapsed()}]", False)
+
+                col.results = run_torch(seed, col.dtype, fused=fused, on_case=on_case)
+                say(f"{col.title}: {len(col.results)} cases done  [{elapsed()}]", True)
         _note_unavailable_fused_kernels(cols)
         for col, proc, path in workers:
+            if proc.poll() is None:
+                say(f"{col.title}: waiting for its subprocess  [{elapsed()}]", False)
             try:
                 _, stderr = proc.communicate(timeout=timeout)
             except subprocess.TimeoutExpired:
@@ -381,6 +410,7 @@ def run_all(seed: int = 0, frameworks: list[str] | None = None, timeout: float =
                 continue
             with open(path) as f:
                 col.results = json.load(f)
+            say(f"{col.title}: {len(col.results)} cases done  [{elapsed()}]", True)
     return cols
 
 
