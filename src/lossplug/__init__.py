@@ -31,6 +31,8 @@ def get(name: str, framework: str | None = "numpy", **params):
     framework=...)`` sets it) raises a ``ValueError`` naming ``framework`` and its values, so a
     config built without one fails here and not later inside a training step.
     """
+    if name == "combined":  # lossplug.torch.CombinedLoss / lossplug.keras.CombinedLoss: terms=, weights=
+        return _combined(framework, **params)
     loss_spec = spec(name)
     if framework is None:
         raise ValueError(
@@ -45,6 +47,15 @@ def get(name: str, framework: str | None = "numpy", **params):
     if framework == "numpy":
         return functools.partial(getattr(module, name), **params)
     return getattr(module, loss_spec.class_name)(**params)
+
+
+def _combined(framework, **params):
+    if framework not in ("torch", "keras"):
+        raise ValueError(
+            f"lossplug.get('combined'): framework={framework!r}; a combined loss is built for 'torch' "
+            "or 'keras' (from Hydra: hydra.utils.instantiate(cfg.loss, framework='torch'))"
+        )
+    return importlib.import_module(f"lossplug.{framework}").CombinedLoss(**params)
 
 
 def __getattr__(name: str):

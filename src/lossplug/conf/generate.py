@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from lossplug._presets import PRESETS, Preset
 from lossplug._spec import REGISTRY, LossSpec
 
 LOSS_DIR = Path(__file__).with_name("loss")
@@ -61,19 +62,56 @@ def render(loss_spec: LossSpec) -> str:
     return "\n".join(lines) + "\n"
 
 
+def render_preset(preset: Preset) -> str:
+    """The YAML text of a combined-loss preset: each term composed from its own ``loss/<name>.yaml``."""
+    lines = [
+        f"# CombinedLoss preset {preset.name!r} (lossplug registry name 'combined'): {preset.summary}",
+        "# Generated from lossplug._presets.PRESETS by `python -m lossplug.conf.generate`; do not edit.",
+        f"# Select it with `loss={preset.name}`; every term carries all of its loss's parameters:",
+        f"# `loss.terms.{preset.terms[0][0]}.smooth=0.5`, a weight with "
+        f"`loss.weights.{preset.terms[-1][0]}=0.5`.",
+        '# Build it with hydra.utils.instantiate(cfg.loss, framework="torch" | "keras").',
+        "defaults:",
+        f"  - /{OPEN_NODE}@_here_",
+    ]
+    lines += [f"  - /loss@terms.{key}: {name}" for key, name in preset.terms]
+    lines += [
+        "  - _self_",
+        "",
+        "_target_: lossplug.get",
+        "name: combined",
+        "# torch | keras: required, usually given by instantiate(cfg.loss, framework=...)",
+        "framework: null",
+        "# the terms are built by lossplug for the framework, not by Hydra",
+        "_recursive_: false",
+        "terms:",
+    ]
+    for key, _ in preset.terms:
+        lines.append(f"  {key}:")
+        lines += [f"    {k}: {_yaml_value(v)}" for k, v in preset.term_params(key).items()]
+    lines.append("weights:")
+    lines += [f"  {key}: 1.0" for key, _ in preset.terms]
+    return "\n".join(lines) + "\n"
+
+
+def _texts():
+    yield from ((f"{name}.yaml", render(s)) for name, s in REGISTRY.items())
+    yield from ((f"{name}.yaml", render_preset(p)) for name, p in PRESETS.items())
+
+
 def main(argv: list[str] | None = None) -> int:
     """Write every file (or, with ``--check``, report the stale ones and return 1)."""
     check = "--check" in (sys.argv[1:] if argv is None else argv)
     stale = []
-    for name, loss_spec in REGISTRY.items():
-        path = LOSS_DIR / f"{name}.yaml"
-        text = render(loss_spec)
+    for filename, text in _texts():
+        path = LOSS_DIR / filename
         if path.exists() and path.read_text() == text:
             continue
         stale.append(path.name)
         if not check:
             path.write_text(text)
-    extra = sorted(p.name for p in LOSS_DIR.glob("*.yaml") if p.stem not in REGISTRY)
+    known = set(REGISTRY) | set(PRESETS)
+    extra = sorted(p.name for p in LOSS_DIR.glob("*.yaml") if p.stem not in known)
     if extra:
         print(f"files with no registry entry: {', '.join(extra)}", file=sys.stderr)
     if stale:

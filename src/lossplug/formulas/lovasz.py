@@ -42,9 +42,11 @@ def lovasz(xp, y_pred, y_true, *, from_logits, aggregation, ignore_index, axis):
         if ignore_index is not None:
             keep = y != ignore_index
             y = xp.where(keep, y, 0.0 * y)
-    rows = (1, -1) if batch else (xp.shape(y_pred)[0], -1)
-    x, y = xp.reshape(y_pred, rows), xp.reshape(y, rows)
-    valid = None if keep is None else xp.reshape(xp.cast_like(keep, x), rows)
+    def rows(a):  # (N, P) per sample, (1, N * P) for the batch
+        return xp.reshape(a, (1, -1)) if batch else xp.flatten(a, 1)
+
+    x, y = rows(y_pred), rows(y)
+    valid = None if keep is None else rows(xp.cast_like(keep, x))
     if from_logits:
         errors = 1.0 - x * (2.0 * y - 1.0)
     else:
@@ -58,17 +60,16 @@ def _lovasz_softmax(xp, y_pred, labels, keep, from_logits, axis, batch):
     num_classes = xp.shape(y_pred)[axis]
     p = xp.softmax(y_pred, axis) if from_logits else y_pred
     p = xp.moveaxis(p, axis, 1)  # (N, C, ...)
-    n = xp.shape(p)[0]
     fg = xp.one_hot(labels, num_classes, 1, like=p)  # the per-class masks the sort needs anyway
     if batch:  # (1, C, N * P): one problem over the whole batch
-        p, fg = xp.moveaxis(p, 1, 0), xp.moveaxis(fg, 1, 0)
-        shape, label_shape = (1, num_classes, -1), (1, 1, -1)
-    else:
-        shape, label_shape = (n, num_classes, -1), (n, 1, -1)
-    p, fg = xp.reshape(p, shape), xp.reshape(fg, shape)
+        p = xp.reshape(xp.moveaxis(p, 1, 0), (1, num_classes, -1))
+        fg = xp.reshape(xp.moveaxis(fg, 1, 0), (1, num_classes, -1))
+    else:  # (N, C, P)
+        p, fg = xp.flatten(p, 2), xp.flatten(fg, 2)
     valid = None
     if keep is not None:
-        valid = xp.reshape(xp.cast_like(keep, p), label_shape)
+        keep = xp.cast_like(keep, p)
+        valid = xp.reshape(keep, (1, 1, -1)) if batch else xp.expand_dims(xp.flatten(keep, 1), 1)
         fg = fg * valid
         valid = valid + 0.0 * fg  # (rows, C, P)
     losses = _lovasz_extension(xp, xp.abs(fg - p), fg, valid, hinge=False)  # (rows, C)
