@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from lossplug.formulas import classification, divergence, regression, segmentation
@@ -160,8 +160,49 @@ LOG_INPUT = Param(
 
 
 @dataclass(frozen=True)
+class Case:
+    """One parameter set of a loss in the test matrix (and, with ``check=True``, in ``lossplug check``).
+
+    ``inputs`` names the input kind (``lossplug.tools.inputs.KINDS``; ``None``: the loss's own) and
+    ``shape`` is ``y_pred``'s shape in torch's layout, class axis at dim 1 (``None``: the kind's
+    default). ``from_logits``, ``log_input`` and ``ignore_index`` in ``params`` shape the inputs too.
+    """
+
+    label: str = ""
+    params: Mapping[str, Any] = field(default_factory=dict)
+    inputs: str | None = None
+    shape: tuple[int, ...] | None = None
+    check: bool = False
+
+
+def case(label: str = "", *, inputs=None, shape=None, check=False, **params) -> Case:
+    """``case("delta0.3", delta=0.3)``: a :class:`Case` with the loss's parameters as keywords."""
+    return Case(label, params, inputs, shape, check)
+
+
+@dataclass(frozen=True)
+class Hook:
+    """An extension point: a method of the torch and Keras classes that a subclass may override.
+
+    The formula takes it as the keyword argument ``name`` and calls
+    ``name(xp, *args, *params)``; the classes' method ``name(self, *args)`` calls ``default`` with
+    the current values of the hyperparameters ``params``.
+    """
+
+    name: str
+    default: Callable
+    args: tuple[str, ...]
+    params: tuple[str, ...]
+    doc: str
+
+
+@dataclass(frozen=True)
 class LossSpec:
-    """What the registry knows about one loss."""
+    """What the registry knows about one loss: everything the classes, YAML, docs, CLI and tests need.
+
+    Only plain data beyond ``formula``: the tools (docs pages, plots, ``lossplug check``) and the
+    test matrix read these fields; nothing here imports them.
+    """
 
     name: str
     class_name: str
@@ -171,6 +212,13 @@ class LossSpec:
     targets: str  # "same" | "labels" | "same_or_labels": what y_true may look like
     math: str  # LaTeX of the mean-reduction formula
     summary: str
+    text: str = ""  # the formula in plain text: NumPy docstring, `lossplug show`
+    inputs: str = "regression"  # input kind (lossplug.tools.inputs) of the plots and of the cases
+    example: tuple = ()  # (y_pred, y_true, params) of the docs page: small (N, C) lists
+    plots: tuple[Mapping[str, Any], ...] = ({},)  # the parameter sets drawn on the docs page
+    targets_doc: str = ""  # what y_true looks like, for the docs page's shapes table
+    cases: tuple[Case, ...] = (Case(check=True),)  # the test matrix and `lossplug check` rows
+    hooks: tuple[Hook, ...] = ()  # methods a subclass may override (Dice's score)
 
     @property
     def defaults(self) -> dict[str, Any]:
@@ -215,28 +263,60 @@ def _check_combinations(spec: LossSpec, params: dict[str, Any]) -> None:
 
 _CLASS_PARAMS = (FROM_LOGITS, LABEL_SMOOTHING, CLASS_WEIGHTS, IGNORE_INDEX, AXIS, EPS, REDUCTION)
 
+_REGRESSION_EXAMPLE = ([[0.5, 2.0], [-1.0, 0.0]], [[0.0, 1.5], [0.0, 0.5]])
+_BINARY_EXAMPLE = ([[0.9, 0.2], [0.6, 0.1]], [[1.0, 0.0], [1.0, 1.0]])
+_CLASS_PROBS = [[0.7, 0.2, 0.1], [0.1, 0.3, 0.6]]
+_ONE_HOT = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]
+_SPATIAL = (2, 3, 2, 2)
+_ONEHOT_DOC = "same shape: one-hot or soft targets"
+_LABELS_DOC = (
+    "integer labels: `y_pred`'s shape without the class axis (a trailing axis of size 1 is "
+    "squeezed when the class axis is the last one)"
+)
+
 _SPECS = (
     LossSpec(
         "mse", "MSELoss", regression.mse, (REDUCTION,), "elementwise", "same",
         r"\operatorname{mean}\big((\hat y - y)^2\big)",
         "Mean squared error.",
+        text="Mean squared error: mean((y_pred - y_true)^2).",
+        example=(*_REGRESSION_EXAMPLE, {}),
+        cases=(case(check=True), case("4d", shape=(2, 3, 2, 2))),
     ),
     LossSpec(
         "mae", "MAELoss", regression.mae, (REDUCTION,), "elementwise", "same",
         r"\operatorname{mean}\big(|\hat y - y|\big)",
         "Mean absolute error (L1).",
+        text="Mean absolute error: mean(|y_pred - y_true|).",
+        example=(*_REGRESSION_EXAMPLE, {}),
     ),
     LossSpec(
         "huber", "HuberLoss", regression.huber, (DELTA, REDUCTION), "elementwise", "same",
         r"\operatorname{mean}\big(\tfrac12 q^2 + \delta(|e| - q)\big),\ e = \hat y - y,\ "
         r"q = \min(|e|, \delta)",
         "Huber loss: quadratic for |error| <= delta, linear beyond.",
+        text="Huber loss: mean(0.5 q^2 + delta (|e| - q)), e = y_pred - y_true, q = min(|e|, delta).",
+        example=(*_REGRESSION_EXAMPLE, {"delta": 0.5}),
+        plots=({"delta": 0.5}, {}, {"delta": 2.0}),
+        cases=(case(), case("delta0.3", delta=0.3, check=True), case("delta2.5", shape=(2, 3, 2), delta=2.5)),
     ),
     LossSpec(
         "bce", "BCELoss", classification.bce, (FROM_LOGITS, LABEL_SMOOTHING, EPS, REDUCTION),
         "elementwise", "same",
         r"\operatorname{mean}\big(-[y\log p + (1 - y)\log(1 - p)]\big)",
         "Binary cross-entropy on probabilities or logits.",
+        text="Binary cross-entropy: mean(-[y log p + (1 - y) log(1 - p)]), p clipped to [eps, 1 - eps].",
+        inputs="binary",
+        example=(*_BINARY_EXAMPLE, {}),
+        plots=({}, {"label_smoothing": 0.1}),
+        cases=(
+            case(), case("soft", inputs="binary_soft"),
+            case("logits", from_logits=True),
+            case("ls", label_smoothing=0.1, check=True),
+            case("logits-ls", from_logits=True, label_smoothing=0.2),
+            case("logits-soft", inputs="binary_soft", shape=(4, 3, 5), from_logits=True, check=True),
+            case("eps1e-3", eps=1e-3),
+        ),
     ),
     LossSpec(
         "weighted_bce", "WeightedBCELoss", classification.weighted_bce,
@@ -244,18 +324,68 @@ _SPECS = (
         "elementwise", "same",
         r"\operatorname{mean}\big(-[w_+\,y\log p + w_-\,(1 - y)\log(1 - p)]\big)",
         "Binary cross-entropy with a weight on the positive and on the negative term.",
+        text="Weighted BCE: mean(-[w+ y log p + w- (1 - y) log(1 - p)]).",
+        inputs="binary",
+        example=(*_BINARY_EXAMPLE, {"pos_weight": 2.0}),
+        plots=({}, {"pos_weight": 3.0}, {"pos_weight": 3.0, "neg_weight": 0.5}),
+        cases=(
+            case("w2-0.5", pos_weight=2.0, neg_weight=0.5, check=True),
+            case("neg0", pos_weight=3.0, neg_weight=0.0),
+            case("logits", pos_weight=0.7, neg_weight=1.5, from_logits=True, check=True),
+            case("logits-ls-soft", inputs="binary_soft", pos_weight=2.0, from_logits=True,
+                 label_smoothing=0.1),
+            case("pos0-logits", pos_weight=0.0, neg_weight=2.0, from_logits=True),
+        ),
     ),
     LossSpec(
         "categorical_ce", "CategoricalCELoss", classification.categorical_ce, _CLASS_PARAMS,
         "positions", "same",
         r"\operatorname{mean}_i\Big(-\sum_c y_{ic}\log p_{ic}\Big)",
         "Cross-entropy against one-hot or soft targets.",
+        text="Categorical cross-entropy: mean over samples of -sum_c y_c log p_c.",
+        inputs="onehot",
+        example=(_CLASS_PROBS, _ONE_HOT, {}),
+        plots=({}, {"label_smoothing": 0.1}),
+        targets_doc=_ONEHOT_DOC,
+        cases=(
+            case(check=True), case("soft", inputs="soft"),
+            case("logits", from_logits=True),
+            case("logits-spatial", shape=_SPATIAL, from_logits=True),
+            case("logits-soft-spatial-ls", inputs="soft", shape=(3, 4, 4, 5), from_logits=True,
+                 label_smoothing=0.1, check=True),
+            case("ls", label_smoothing=0.1),
+            case("cw", class_weights=[0.5, 2.0, 1.0]),
+            case("ignore", ignore_index=1, from_logits=True),
+            case("cw-ignore-ls", shape=(3, 3, 2), class_weights=[1.0, 3.0, 0.25], ignore_index=0,
+                 label_smoothing=0.2),
+            case("cw-ignore-spatial", shape=(3, 4, 4, 5), class_weights=[0.5, 1.0, 2.0, 0.25],
+                 ignore_index=0, check=True),
+        ),
     ),
     LossSpec(
         "sparse_categorical_ce", "SparseCategoricalCELoss", classification.sparse_categorical_ce,
         _CLASS_PARAMS, "positions", "labels",
         r"\operatorname{mean}_i\big(-\log p_{i,\,y_i}\big)",
         "Cross-entropy against integer class labels.",
+        text="Sparse categorical cross-entropy: mean over samples of -log p_label.",
+        inputs="labels",
+        example=(_CLASS_PROBS, [0, 1], {}),
+        plots=({}, {"label_smoothing": 0.1}),
+        targets_doc=_LABELS_DOC,
+        cases=(
+            case(),
+            case("logits", shape=(8, 5), from_logits=True, check=True),
+            case("logits-spatial", shape=(2, 4, 3, 2), from_logits=True),
+            case("ls", label_smoothing=0.15),
+            case("cw", class_weights=[0.5, 2.0, 1.0], from_logits=True),
+            case("ignore", ignore_index=-100),
+            case("cw-ignore-ls", shape=(3, 3, 2), class_weights=[1.0, 3.0, 0.25], ignore_index=7,
+                 label_smoothing=0.1, from_logits=True),
+            case("logits-cw-ls", shape=(8, 5), from_logits=True,
+                 class_weights=[1.0, 2.0, 0.5, 1.0, 4.0], label_smoothing=0.2, check=True),
+            case("cw-ignore-spatial", shape=(3, 4, 4, 5), class_weights=[0.5, 1.0, 2.0, 0.25],
+                 ignore_index=-100, check=True),
+        ),
     ),
     LossSpec(
         "dice", "DiceLoss", segmentation.dice,
@@ -265,6 +395,31 @@ _SPECS = (
         r"\operatorname{mean}_i\Big(1 - \frac{2\sum \hat y_i y_i + s}"
         r"{\sum \hat y_i^2 + \sum y_i^2 + s}\Big)",
         "Dice loss; sums run over every non-batch axis.",
+        text="Dice loss: mean over samples of 1 - (2 sum(y_pred y) + s) / (sum(y_pred^2) + sum(y^2) + s).",
+        inputs="masks",
+        example=([[0.9, 0.8, 0.1, 0.2], [0.3, 0.6, 0.7, 0.1]],
+                 [[1.0, 1.0, 0.0, 0.0], [0.0, 1.0, 1.0, 0.0]], {}),
+        plots=({}, {"squared": False}),
+        cases=(
+            case(), case("plain", squared=False), case("smooth1", smooth=1.0),
+            case("logits", from_logits=True),
+            case("batch", aggregation="batch"),
+            case("onehot", inputs="onehot", shape=(3, 3, 6, 6), check=True),
+            case("labelmap-softmax", inputs="label_map", from_logits=True, check=True),
+            case("perclass-cw", inputs="label_map", per_class=True, class_weights=[0.25, 1.0, 2.0]),
+            case("nobg", inputs="label_map", include_background=False, from_logits=True, per_class=True),
+            case("ignore", inputs="label_map", ignore_index=255, from_logits=True),
+            case("multilabel-batch", shape=(2, 3, 3, 3), from_logits=True, activation="sigmoid",
+                 aggregation="batch", per_class=True),
+            case("perclass-cw-nobg", inputs="onehot", shape=(3, 3, 6, 6), per_class=True,
+                 class_weights=[1.0, 2.0, 0.5], include_background=False, check=True),
+            case("binary-logits-batch-plain", shape=(3, 1, 6, 6), from_logits=True,
+                 aggregation="batch", squared=False, check=True),
+            case("labelmap-sigmoid-smooth0", inputs="label_map", from_logits=True,
+                 activation="sigmoid", smooth=0.0),
+        ),
+        hooks=(Hook("score", segmentation.dice_score, ("intersection", "denominator"), ("smooth",),
+                    "The Dice ratio from the sums; override for another smoothing rule."),),
     ),
     LossSpec(
         "kl_div", "KLDivLoss", divergence.kl_div, (FROM_LOGITS, LOG_INPUT, AXIS, EPS, REDUCTION),
@@ -272,6 +427,18 @@ _SPECS = (
         r"\operatorname{mean}_i\Big(\sum_c p_{ic}\log\frac{p_{ic}}{q_{ic}}\Big),\ "
         r"p = y_\text{true},\ q = y_\text{pred}",
         "Kullback-Leibler divergence KL(p || q) of the prediction q from the target p.",
+        text="KL divergence KL(p || q): mean over samples of sum_c p_c log(p_c / q_c), p = y_true.",
+        inputs="distributions",
+        example=(_CLASS_PROBS, [[0.6, 0.3, 0.1], [0.2, 0.2, 0.6]], {}),
+        targets_doc="same shape: the target distribution p",
+        cases=(
+            case(),
+            case("zeros", inputs="distributions_zeros", shape=(6, 5), check=True),
+            case("logits", from_logits=True, check=True),
+            case("log_input", log_input=True, check=True),
+            case("spatial", shape=_SPATIAL),
+            case("eps1e-4", eps=1e-4),
+        ),
     ),
 )
 
