@@ -17,15 +17,11 @@ except ImportError as _exc:
 
 from lossplug._spec import LossParameterError
 from lossplug.core import formula_params
-from lossplug.formulas.segmentation import dice_score
-from lossplug.frameworks.adapter import LossAdapter
+from lossplug.frameworks.adapter import LossAdapter, loss_classes
 from lossplug.frameworks.fast_keras import ROUTES
 from lossplug.frameworks.ops import get_backend
 
-__all__ = [
-    "LossClass", "MSELoss", "MAELoss", "HuberLoss", "BCELoss", "WeightedBCELoss",
-    "CategoricalCELoss", "SparseCategoricalCELoss", "DiceLoss", "KLDivLoss",
-]
+__all__ = ["LossClass"]
 
 _xp = get_backend("keras")
 _register = keras.saving.register_keras_serializable(package="lossplug")
@@ -103,50 +99,8 @@ class LossClass(LossAdapter, keras.losses.Loss):
         return config
 
 
-@_register
-class MSELoss(LossClass, loss="mse"):
-    r"""Mean squared error :math:`\operatorname{mean}((\hat y - y)^2)`."""
-
-
-@_register
-class MAELoss(LossClass, loss="mae"):
-    r"""Mean absolute error :math:`\operatorname{mean}(|\hat y - y|)`."""
-
-
-@_register
-class HuberLoss(LossClass, loss="huber"):
-    r"""Huber :math:`\operatorname{mean}(\tfrac12 q^2 + \delta(|e| - q))`, :math:`q = \min(|e|, \delta)`."""
-
-
-@_register
-class BCELoss(LossClass, loss="bce"):
-    r"""Binary cross-entropy :math:`\operatorname{mean}(-[y\log p + (1-y)\log(1-p)])`."""
-
-
-@_register
-class WeightedBCELoss(LossClass, loss="weighted_bce"):
-    r"""Weighted BCE :math:`\operatorname{mean}(-[w_+ y\log p + w_-(1-y)\log(1-p)])`."""
-
-
-@_register
-class CategoricalCELoss(LossClass, loss="categorical_ce"):
-    r"""Categorical cross-entropy :math:`\operatorname{mean}_i(-\sum_c y_{ic}\log p_{ic})`."""
-
-
-@_register
-class SparseCategoricalCELoss(LossClass, loss="sparse_categorical_ce"):
-    r"""Sparse categorical cross-entropy :math:`\operatorname{mean}_i(-\log p_{i,y_i})`."""
-
-
-@_register
-class DiceLoss(LossClass, loss="dice"):
-    r"""Dice :math:`\operatorname{mean}_i(1 - (2\sum\hat y y + s)/(\sum\hat y^2 + \sum y^2 + s))`."""
-
-    def score(self, intersection, denominator):
-        """The Dice ratio from the sums; override for another smoothing rule."""
-        return dice_score(_xp, intersection, denominator, self.smooth)
-
-
-@_register
-class KLDivLoss(LossClass, loss="kl_div"):
-    r"""KL(p‖q) :math:`\operatorname{mean}_i\sum_c p_{ic}\log(p_{ic}/q_{ic})`, p = y_true, q = y_pred."""
+# One class per registry entry (lossplug._spec.REGISTRY), bound here as module attributes:
+# ``lossplug.keras.HuberLoss`` pickles, imports and documents as a hand-written class would.
+_CLASSES = loss_classes(LossClass, __name__, _xp, decorate=_register)
+globals().update(_CLASSES)
+__all__ += list(_CLASSES)

@@ -10,15 +10,10 @@ import inspect
 
 import numpy as np
 
-from lossplug._spec import spec
+from lossplug._spec import REGISTRY, spec
 from lossplug.core import evaluate
 from lossplug.frameworks.adapter import params_doc
 from lossplug.frameworks.ops import get_backend
-
-__all__ = [
-    "mse", "mae", "huber", "bce", "weighted_bce", "categorical_ce", "sparse_categorical_ce",
-    "dice", "kl_div",
-]
 
 
 def _arrays(y_pred, y_true):
@@ -51,27 +46,7 @@ def _reference(name: str, doc: str):
     return loss
 
 
-mse = _reference("mse", "Mean squared error: mean((y_pred - y_true)^2).")
-mae = _reference("mae", "Mean absolute error: mean(|y_pred - y_true|).")
-huber = _reference(
-    "huber", "Huber loss: mean(0.5 q^2 + delta (|e| - q)), e = y_pred - y_true, q = min(|e|, delta)."
-)
-bce = _reference(
-    "bce", "Binary cross-entropy: mean(-[y log p + (1 - y) log(1 - p)]), p clipped to [eps, 1 - eps]."
-)
-weighted_bce = _reference(
-    "weighted_bce", "Weighted BCE: mean(-[w+ y log p + w- (1 - y) log(1 - p)])."
-)
-categorical_ce = _reference(
-    "categorical_ce", "Categorical cross-entropy: mean over samples of -sum_c y_c log p_c."
-)
-sparse_categorical_ce = _reference(
-    "sparse_categorical_ce", "Sparse categorical cross-entropy: mean over samples of -log p_label."
-)
-dice = _reference(
-    "dice",
-    "Dice loss: mean over samples of 1 - (2 sum(y_pred y) + s) / (sum(y_pred^2) + sum(y^2) + s).",
-)
-kl_div = _reference(
-    "kl_div", "KL divergence KL(p || q): mean over samples of sum_c p_c log(p_c / q_c), p = y_true."
-)
+# One function per registry entry, bound here as module attributes (``lossplug.numpy.huber``).
+_FUNCTIONS = {name: _reference(name, s.text or s.summary) for name, s in REGISTRY.items()}
+globals().update(_FUNCTIONS)
+__all__ = list(_FUNCTIONS)

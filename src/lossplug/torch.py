@@ -19,16 +19,12 @@ try:
 except ImportError as _exc:
     raise missing("lossplug.torch", "torch", "torch", _exc) from _exc
 
-from lossplug.formulas.segmentation import dice_score
-from lossplug.frameworks.adapter import LossAdapter
+from lossplug.frameworks.adapter import LossAdapter, loss_classes
 from lossplug.frameworks.compiled import fused_kernels
 from lossplug.frameworks.fast_torch import fast_loss
 from lossplug.frameworks.ops import get_backend
 
-__all__ = [
-    "fused_kernels", "LossModule", "MSELoss", "MAELoss", "HuberLoss", "BCELoss", "WeightedBCELoss",
-    "CategoricalCELoss", "SparseCategoricalCELoss", "DiceLoss", "KLDivLoss",
-]
+__all__ = ["fused_kernels", "LossModule"]
 
 _xp = get_backend("torch")
 
@@ -113,41 +109,8 @@ class LossModule(LossAdapter, nn.Module):
         return ", ".join(f"{k}={v!r}" for k, v in changed.items())
 
 
-class MSELoss(LossModule, loss="mse"):
-    r"""Mean squared error :math:`\operatorname{mean}((\hat y - y)^2)`."""
-
-
-class MAELoss(LossModule, loss="mae"):
-    r"""Mean absolute error :math:`\operatorname{mean}(|\hat y - y|)`."""
-
-
-class HuberLoss(LossModule, loss="huber"):
-    r"""Huber :math:`\operatorname{mean}(\tfrac12 q^2 + \delta(|e| - q))`, :math:`q = \min(|e|, \delta)`."""
-
-
-class BCELoss(LossModule, loss="bce"):
-    r"""Binary cross-entropy :math:`\operatorname{mean}(-[y\log p + (1-y)\log(1-p)])`."""
-
-
-class WeightedBCELoss(LossModule, loss="weighted_bce"):
-    r"""Weighted BCE :math:`\operatorname{mean}(-[w_+ y\log p + w_-(1-y)\log(1-p)])`."""
-
-
-class CategoricalCELoss(LossModule, loss="categorical_ce"):
-    r"""Categorical cross-entropy :math:`\operatorname{mean}_i(-\sum_c y_{ic}\log p_{ic})`."""
-
-
-class SparseCategoricalCELoss(LossModule, loss="sparse_categorical_ce"):
-    r"""Sparse categorical cross-entropy :math:`\operatorname{mean}_i(-\log p_{i,y_i})`."""
-
-
-class DiceLoss(LossModule, loss="dice"):
-    r"""Dice :math:`\operatorname{mean}_i(1 - (2\sum\hat y y + s)/(\sum\hat y^2 + \sum y^2 + s))`."""
-
-    def score(self, intersection: torch.Tensor, denominator: torch.Tensor) -> torch.Tensor:
-        """The Dice ratio from the sums; override for another smoothing rule."""
-        return dice_score(_xp, intersection, denominator, self.smooth)
-
-
-class KLDivLoss(LossModule, loss="kl_div"):
-    r"""KL(p‖q) :math:`\operatorname{mean}_i\sum_c p_{ic}\log(p_{ic}/q_{ic})`, p = y_true, q = y_pred."""
+# One class per registry entry (lossplug._spec.REGISTRY), bound here as module attributes:
+# ``lossplug.torch.HuberLoss`` pickles, imports and documents as a hand-written class would.
+_CLASSES = loss_classes(LossModule, __name__, _xp)
+globals().update(_CLASSES)
+__all__ += list(_CLASSES)

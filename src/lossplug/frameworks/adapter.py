@@ -1,11 +1,13 @@
 """What the torch modules and Keras classes share: parameters as attributes, signatures, docs.
 
-A framework class names its loss once (``class HuberLoss(LossModule, loss="huber")``) and gets a
-keyword-only ``__init__`` with the registry's parameters and defaults, a docstring section
-listing them, and the ``terms`` → reduce path. Subclasses override these extension points:
+The framework classes are made from the registry (``loss_classes``); each names its loss once
+(as ``class HuberLoss(LossModule, loss="huber")`` would) and gets a keyword-only ``__init__``
+with the registry's parameters and defaults, a docstring section listing them, and the
+``terms`` → reduce path. Subclasses override these extension points:
 
 - ``terms(...)``: the unreduced ``(loss, weight)`` of the formula, before the reduction;
-- ``score(intersection, denominator)`` (Dice): the Dice ratio from its sums;
+- the registry's hooks (``LossSpec.hooks``), e.g. ``score(intersection, denominator)`` (Dice): the
+  Dice ratio from its sums;
 - ``__init__``: add hyperparameters, then call ``super().__init__(**params)``.
 """
 
@@ -15,7 +17,7 @@ import inspect
 import textwrap
 
 from lossplug import core as _core
-from lossplug._spec import LossSpec, spec
+from lossplug._spec import REGISTRY, Hook, LossSpec, spec
 
 
 def signature(loss_spec: LossSpec, extra: tuple[inspect.Parameter, ...] = ()) -> inspect.Signature:
@@ -72,6 +74,38 @@ def _make_init(base_init, loss_spec: LossSpec, extra):
     return __init__
 
 
+def _hook_method(hook: Hook, xp, class_name: str, module: str):
+    """The method ``hook.name(self, *hook.args)``: the registry's default with the current params."""
+
+    def method(self, *args):
+        return hook.default(xp, *args, *(getattr(self, p) for p in hook.params))
+
+    self_param = inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    method.__signature__ = inspect.Signature(
+        [self_param] + [inspect.Parameter(a, inspect.Parameter.POSITIONAL_OR_KEYWORD) for a in hook.args]
+    )
+    method.__name__, method.__qualname__ = hook.name, f"{class_name}.{hook.name}"
+    method.__module__, method.__doc__ = module, hook.doc
+    return method
+
+
+def loss_classes(base: type, module: str, xp, decorate=None) -> dict[str, type]:
+    """One subclass of ``base`` per registry entry, named by its ``class_name``, as if written in ``module``.
+
+    Each gets the registry's ``__init__``, docstring and hook methods (Dice's ``score``); ``decorate``
+    (Keras's serialisation registration) is applied to each. The framework module binds them as its
+    own attributes, so they pickle, import and document as hand-written classes would.
+    """
+    out = {}
+    for s in REGISTRY.values():
+        namespace = {"__module__": module, "__qualname__": s.class_name, "__doc__": s.summary}
+        for hook in s.hooks:
+            namespace[hook.name] = _hook_method(hook, xp, s.class_name, module)
+        cls = type(base)(s.class_name, (base,), namespace, loss=s.name)
+        out[s.class_name] = decorate(cls) if decorate is not None else cls
+    return out
+
+
 class LossAdapter:
     """Mixin for the framework classes; ``framework`` and ``_call`` are set by each framework."""
 
@@ -112,10 +146,9 @@ class LossAdapter:
 
     def _terms(self, xp, y_pred, y_true):
         params = _core.formula_params(self.spec, xp, y_pred, self.params(), self.framework)
-        if self.spec.name == "dice":
-            params["score"] = lambda _xp, intersection, denominator, _smooth: self.score(
-                intersection, denominator
-            )
+        for hook in self.spec.hooks:  # the formula calls hook(xp, *args, *params): route to the method
+            method, skip = getattr(self, hook.name), len(hook.params)
+            params[hook.name] = lambda _xp, *args, _m=method, _k=skip: _m(*args[:len(args) - _k])
         return self.spec.formula(xp, y_pred, y_true, **params)
 
     def _reduce(self, xp, loss, weight):
