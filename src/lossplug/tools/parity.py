@@ -1,12 +1,13 @@
 """Cross-framework parity: every loss, in every installed framework, against the NumPy reference.
 
 ``lossplug check`` runs this. Each :class:`Case` is a loss with parameters and a recipe for small
-random inputs, made channels-last (class axis -1, as NumPy and Keras expect); torch gets the same
-arrays with the class axis moved to dim 1. The NumPy float64 result is the reference; torch runs
-in float64 and float32 in this process (and once more in float64 through the compiled fused
-kernels, forced on for these small inputs), and Keras runs once per importable backend, each in its
-own subprocess (``KERAS_BACKEND`` is fixed per process), in float32. Every case is compared
-under ``reduction="mean"``, ``"sum"`` and ``"none"``.
+random inputs, taken from the registry (each entry's cases marked ``check=True``, inputs by
+``lossplug.tools.inputs``) and made channels-last (class axis -1, as NumPy and Keras expect);
+torch gets the same arrays with the class axis moved to dim 1. The NumPy float64 result is the
+reference; torch runs in float64 and float32 in this process (and once more in float64 through
+the compiled fused kernels, forced on for these small inputs), and Keras runs once per importable
+backend, each in its own subprocess (``KERAS_BACKEND`` is fixed per process), in float32. Every
+case is compared under ``reduction="mean"``, ``"sum"`` and ``"none"``.
 
 This module imports no framework at import time.
 """
@@ -34,78 +35,14 @@ TOLERANCE = {"float64": 1e-9, "float32": 1e-5}
 # --- the cases ----------------------------------------------------------------------------------
 
 
-def _softmax(x):
-    e = np.exp(x - x.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
+def _channels_last(loss: str, arrays):
+    """Arrays made in torch's layout (class axis 1) with the class axis moved to the last one."""
+    from lossplug._spec import REGISTRY
 
-
-def _one_hot(labels, num_classes):
-    return np.eye(num_classes)[labels]
-
-
-def _regression(rng):
-    return rng.normal(size=(4, 3, 5)), rng.normal(size=(4, 3, 5))
-
-
-def _binary_probs(rng):
-    return rng.uniform(0.02, 0.98, size=(4, 3, 5)), rng.integers(0, 2, size=(4, 3, 5)).astype(float)
-
-
-def _binary_logits_soft(rng):
-    return 4.0 * rng.normal(size=(4, 3, 5)), rng.uniform(0, 1, size=(4, 3, 5))
-
-
-def _class_probs_onehot(rng):
-    labels = rng.integers(0, 4, size=6)
-    return _softmax(rng.normal(size=(6, 4))), _one_hot(labels, 4)
-
-
-def _class_logits_soft_spatial(rng):
-    return 3.0 * rng.normal(size=(3, 4, 5, 4)), rng.dirichlet(np.ones(4), size=(3, 4, 5))
-
-
-def _class_probs_onehot_spatial(rng):
-    labels = rng.integers(0, 4, size=(3, 4, 5))
-    return _softmax(rng.normal(size=(3, 4, 5, 4))), _one_hot(labels, 4)
-
-
-def _labels_logits(rng):
-    return 3.0 * rng.normal(size=(8, 5)), rng.integers(0, 5, size=8)
-
-
-def _labels_probs_spatial_ignored(rng):
-    labels = rng.integers(0, 4, size=(3, 4, 5))
-    labels[rng.uniform(size=labels.shape) < 0.2] = -100
-    return _softmax(rng.normal(size=(3, 4, 5, 4))), labels
-
-
-def _masks_probs(rng):
-    labels = rng.integers(0, 3, size=(3, 6, 6))
-    return _softmax(rng.normal(size=(3, 6, 6, 3))), _one_hot(labels, 3)
-
-
-def _label_map_logits(rng):
-    return 2.0 * rng.normal(size=(3, 6, 6, 3)), rng.integers(0, 3, size=(3, 6, 6))
-
-
-def _binary_mask_logits(rng):
-    return 2.0 * rng.normal(size=(3, 6, 6, 1)), rng.integers(0, 2, size=(3, 6, 6, 1)).astype(float)
-
-
-def _distributions(rng):
-    p = rng.dirichlet(np.ones(5), size=6)
-    p[0, 0] = 0.0  # a zero target term: 0 log 0 = 0
-    p[0] /= p[0].sum()
-    return _softmax(rng.normal(size=(6, 5))), p
-
-
-def _distribution_logits(rng):
-    return 3.0 * rng.normal(size=(6, 5)), rng.dirichlet(np.ones(5), size=6)
-
-
-def _distribution_log_probs(rng):
-    q, p = _distributions(rng)
-    return np.log(q), p
+    y_pred, y_true = arrays
+    if not REGISTRY[loss].has_class_axis or y_pred.ndim < 3:
+        return y_pred, y_true
+    return np.moveaxis(y_pred, 1, -1), (np.moveaxis(y_true, 1, -1) if y_true.ndim == y_pred.ndim else y_true)
 
 
 @dataclass(frozen=True)
@@ -122,46 +59,27 @@ class Case:
         return f"{self.loss}/{self.label}"
 
 
-CASES = (
-    Case("mse", "default", _regression),
-    Case("mae", "default", _regression),
-    Case("huber", "delta=0.5", _regression, {"delta": 0.5}),
-    Case("bce", "probs, smoothing", _binary_probs, {"label_smoothing": 0.1}),
-    Case("bce", "logits, soft targets", _binary_logits_soft, {"from_logits": True}),
-    Case("weighted_bce", "probs, w+=2 w-=0.5", _binary_probs, {"pos_weight": 2.0, "neg_weight": 0.5}),
-    Case("weighted_bce", "logits, w+=3", _binary_logits_soft, {"pos_weight": 3.0, "from_logits": True}),
-    Case("categorical_ce", "probs, one-hot", _class_probs_onehot),
-    Case(
-        "categorical_ce", "logits, soft, 2-D, smoothing", _class_logits_soft_spatial,
-        {"from_logits": True, "label_smoothing": 0.1},
-    ),
-    Case(
-        "categorical_ce", "weights, ignore_index=0", _class_probs_onehot_spatial,
-        {"class_weights": [0.5, 1.0, 2.0, 0.25], "ignore_index": 0},
-    ),
-    Case("sparse_categorical_ce", "logits", _labels_logits, {"from_logits": True}),
-    Case(
-        "sparse_categorical_ce", "logits, weights, smoothing", _labels_logits,
-        {"from_logits": True, "class_weights": [1.0, 2.0, 0.5, 1.0, 4.0], "label_smoothing": 0.2},
-    ),
-    Case(
-        "sparse_categorical_ce", "probs, 2-D, weights, ignored", _labels_probs_spatial_ignored,
-        {"class_weights": [0.5, 1.0, 2.0, 0.25], "ignore_index": -100},
-    ),
-    Case("dice", "probs, one-hot masks", _masks_probs),
-    Case("dice", "logits, label map", _label_map_logits, {"from_logits": True}),
-    Case(
-        "dice", "per class, weights, no bg", _masks_probs,
-        {"per_class": True, "class_weights": [1.0, 2.0, 0.5], "include_background": False},
-    ),
-    Case(
-        "dice", "binary logits, batch, plain", _binary_mask_logits,
-        {"from_logits": True, "aggregation": "batch", "squared": False},
-    ),
-    Case("kl_div", "probs", _distributions),
-    Case("kl_div", "logits", _distribution_logits, {"from_logits": True}),
-    Case("kl_div", "log_input", _distribution_log_probs, {"log_input": True}),
-)
+def _registry_cases() -> tuple[Case, ...]:
+    """The rows of ``lossplug check``: every registry case marked ``check=True``."""
+    from lossplug._spec import REGISTRY
+    from lossplug.tools import inputs
+
+    out = []
+    for name, loss_spec in REGISTRY.items():
+        for c in loss_spec.cases:
+            if not c.check:
+                continue
+            kind, params = c.inputs or loss_spec.inputs, dict(c.params)
+
+            def make(rng, name=name, kind=kind, params=params, shape=c.shape):
+                return _channels_last(name, inputs.make(kind, params, shape, rng, axis=1))
+
+            label = c.label or ", ".join(f"{k}={v}" for k, v in params.items()) or "default"
+            out.append(Case(name, label, make, params))
+    return tuple(out)
+
+
+CASES = _registry_cases()
 
 
 def case_inputs(case: Case, seed: int) -> tuple[np.ndarray, np.ndarray]:

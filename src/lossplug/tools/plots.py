@@ -1,15 +1,18 @@
 """Curves of a loss and its gradient against the error, from the NumPy reference functions.
 
-Each loss family gets a one-parameter family of inputs, indexed by an error ``e``:
+Each input kind of the registry (``LossSpec.inputs``) gets a one-parameter family of inputs,
+indexed by an error ``e`` (the losses of one kind share it):
 
-- mse, mae, huber: ``y_true = 0``, ``y_pred = e`` (``e = y_pred - y_true``);
-- bce, weighted_bce: ``e = p - y``; ``y = 1, p = 1 + e`` for ``e < 0`` and ``y = 0, p = e`` for
+- regression (mse, mae, huber): ``y_true = 0``, ``y_pred = e`` (``e = y_pred - y_true``);
+- binary (bce, weighted_bce): ``e = p - y``; ``y = 1, p = 1 + e`` for ``e < 0`` and ``y = 0, p = e`` for
   ``e >= 0``, so the left branch is the positive term and the right one the negative term;
-- categorical_ce, sparse_categorical_ce: three classes, the true one gets ``p = 1 - e``, the other
-  two ``e / 2`` each;
-- dice: a mask of two foreground and two background pixels, every pixel off by ``e``
+- onehot, labels (categorical_ce, sparse_categorical_ce): three classes, the true one gets
+  ``p = 1 - e``, the other two ``e / 2`` each;
+- masks (dice): a mask of two foreground and two background pixels, every pixel off by ``e``
   (``y_pred = |y - e|``);
-- kl_div: ``p = (0.5, 0.5)``, ``q = (0.5 + e, 0.5 - e)``.
+- distributions (kl_div): ``p = (0.5, 0.5)``, ``q = (0.5 + e, 0.5 - e)``;
+- scores (hinge): ``y = 1``, ``y_pred = e``; counts (poisson): ``y = 2``, ``y_pred = 2 + e``;
+  vectors (cosine similarity): ``y = (1, 0)``, ``y_pred = (cos e, sin e)``.
 
 With ``from_logits=True`` the same probabilities are passed as logits (``log_input``: as logs).
 The gradient is ``dL/de`` with ``y_true`` held fixed, by central differences on the float64
@@ -60,37 +63,51 @@ def _dice_targets(e):
 _REGRESSION = Curve(-3.0, 3.0, "error e = y_pred - y_true", _elementwise_targets, lambda e, y: e)
 _BINARY = Curve(-0.99, 0.99, "error e = p - y  (y = 1 left of 0, y = 0 right)", _binary_targets,
                 lambda e, y: y + e)
-_CLASSES = Curve(0.005, 0.99, "error e = 1 - p(true class)", None, lambda e, y: _class_probs(e))
+_CLASSES = Curve(0.005, 0.99, "error e = 1 - p(true class)",
+                 lambda e: np.tile([1.0, 0.0, 0.0], (e.size, 1)), lambda e, y: _class_probs(e))
+_MASKS = Curve(0.005, 0.995, "error e = |y_pred - y_true| at every pixel", _dice_targets,
+               lambda e, y: np.abs(y - e[:, None]))
+_DISTRIBUTIONS = Curve(
+    -0.49, 0.49, "error e = q1 - p1, p = (0.5, 0.5)",
+    lambda e: np.full((e.size, 2), 0.5), lambda e, y: np.stack([0.5 + e, 0.5 - e], axis=-1),
+)
+#: the curve of each input kind (``LossSpec.inputs``, see ``lossplug.tools.inputs``)
 CURVES = {
-    "mse": _REGRESSION,
-    "mae": _REGRESSION,
-    "huber": _REGRESSION,
-    "bce": _BINARY,
-    "weighted_bce": _BINARY,
-    "categorical_ce": Curve(
-        _CLASSES.lo, _CLASSES.hi, _CLASSES.xlabel,
-        lambda e: np.tile([1.0, 0.0, 0.0], (e.size, 1)), _CLASSES.predictions,
-    ),
-    "sparse_categorical_ce": Curve(
-        _CLASSES.lo, _CLASSES.hi, _CLASSES.xlabel,
-        lambda e: np.zeros(e.size, dtype=np.int64), _CLASSES.predictions,
-    ),
-    "dice": Curve(0.005, 0.995, "error e = |y_pred - y_true| at every pixel", _dice_targets,
-                  lambda e, y: np.abs(y - e[:, None])),
-    "kl_div": Curve(
-        -0.49, 0.49, "error e = q1 - p1, p = (0.5, 0.5)",
-        lambda e: np.full((e.size, 2), 0.5), lambda e, y: np.stack([0.5 + e, 0.5 - e], axis=-1),
-    ),
+    "regression": _REGRESSION,
+    "binary": _BINARY,
+    "binary_soft": _BINARY,
+    "onehot": _CLASSES,
+    "soft": _CLASSES,
+    "labels": Curve(_CLASSES.lo, _CLASSES.hi, _CLASSES.xlabel,
+                    lambda e: np.zeros(e.size, dtype=np.int64), _CLASSES.predictions),
+    "masks": _MASKS,
+    "label_map": _MASKS,
+    "distributions": _DISTRIBUTIONS,
+    "distributions_zeros": _DISTRIBUTIONS,
+    "scores": Curve(-2.0, 3.0, "score y_pred for the label y = 1 (margin t * y_pred, t = 2y - 1)",
+                    lambda e: np.ones_like(e), lambda e, y: e),
+    "scores_pm1": Curve(-2.0, 3.0, "score y_pred for the label y = +1 (margin y * y_pred)",
+                        lambda e: np.ones_like(e), lambda e, y: e),
+    "counts": Curve(-1.95, 4.0, "error e = y_pred - y_true, count y_true = 2 (y_pred the rate)",
+                    lambda e: np.full_like(e, 2.0), lambda e, y: y + e),
+    "vectors": Curve(0.0, np.pi, "angle e between y_pred and y_true = (1, 0)",
+                     lambda e: np.tile([1.0, 0.0], (e.size, 1)),
+                     lambda e, y: np.stack([np.cos(e), np.sin(e)], axis=-1)),
 }
+
+
+def curve_shape(name: str) -> Curve:
+    """The inputs drawn for the loss ``name``: the curve of its registry input kind."""
+    return CURVES[spec(name).inputs]
 
 
 def _as_input(name, probs, params):
     """Probabilities as the loss expects them under ``params`` (logits, log-probabilities)."""
     if params.get("from_logits"):
         p = np.clip(probs, 1e-12, 1 - 1e-12)
-        sigmoid = name in ("bce", "weighted_bce") or params.get("activation") == "sigmoid"
+        sigmoid = spec(name).inputs.startswith("binary") or params.get("activation") == "sigmoid"
         return np.log(p) - np.log1p(-p) if sigmoid else np.log(p)  # softmax(log p) = p
-    if params.get("log_input"):
+    if params.get("log_input"):  # log-probabilities, or Poisson's log-rates
         return np.log(np.clip(probs, 1e-300, None))
     return probs
 
@@ -102,9 +119,9 @@ def curve(name: str, params: dict | None = None, points: int = 400):
     params = dict(params or {})
     spec(name).validate(params)  # a friendly error before any computation
     params.pop("reduction", None)  # the curve needs one value per point: always "none"
-    if name == "dice" and params.get("from_logits"):
+    if "activation" in spec(name).defaults and params.get("from_logits"):
         params.setdefault("activation", "sigmoid")  # the mask is binary: one sigmoid per pixel
-    shape = CURVES[name]
+    shape = curve_shape(name)
     fn = getattr(reference, name)
     e = np.linspace(shape.lo, shape.hi, points)
     y = shape.targets(e)
@@ -138,8 +155,8 @@ def plot(losses: Sequence[tuple[str, dict]], out: str, dpi: int = 100, title: st
         e, loss, grad = curve(name, params)
         ax_loss.plot(e, loss, label=label(name, params))
         ax_grad.plot(e, grad, label=label(name, params))
-        if CURVES[name].xlabel not in xlabels:
-            xlabels.append(CURVES[name].xlabel)
+        if curve_shape(name).xlabel not in xlabels:
+            xlabels.append(curve_shape(name).xlabel)
     for ax, what in ((ax_loss, "loss"), (ax_grad, "gradient dL/de")):
         ax.set_title(what)
         ax.set_xlabel("\n".join(xlabels), fontsize=8 if len(xlabels) > 1 else 10)
