@@ -1,8 +1,10 @@
 """Generate one page per loss, with its plot, and the losses index at docs build time.
 
 Run by the mkdocs-gen-files plugin (see mkdocs.yml); nothing it writes is committed. Everything
-comes from the registry (``lossplug._spec.REGISTRY``), the shipped Hydra configs, the NumPy
-reference (the example values are computed here) and ``lossplug.tools.plots`` (the curves).
+comes from the registry (``lossplug._spec.REGISTRY``: each entry's ``example``, ``plots`` and
+``targets_doc``), the shipped Hydra configs, the NumPy reference (the example values are computed
+here) and ``lossplug.tools.plots`` (the curves of the entry's input kind). The nav entries of the
+pages are added by ``docs/nav_hook.py``.
 """
 
 from __future__ import annotations
@@ -17,35 +19,6 @@ import numpy as np
 import lossplug.numpy as reference
 from lossplug._spec import REGISTRY, LossSpec
 from lossplug.tools import plots as _plots
-
-# Small readable inputs per loss, (N, C) so the NumPy, torch and Keras layouts coincide.
-_REGRESSION = ([[0.5, 2.0], [-1.0, 0.0]], [[0.0, 1.5], [0.0, 0.5]])
-_BINARY = ([[0.9, 0.2], [0.6, 0.1]], [[1.0, 0.0], [1.0, 1.0]])
-_CLASS_PROBS = [[0.7, 0.2, 0.1], [0.1, 0.3, 0.6]]
-EXAMPLES = {
-    "mse": (*_REGRESSION, {}),
-    "mae": (*_REGRESSION, {}),
-    "huber": (*_REGRESSION, {"delta": 0.5}),
-    "bce": (*_BINARY, {}),
-    "weighted_bce": (*_BINARY, {"pos_weight": 2.0}),
-    "categorical_ce": (_CLASS_PROBS, [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], {}),
-    "sparse_categorical_ce": (_CLASS_PROBS, [0, 1], {}),
-    "dice": ([[0.9, 0.8, 0.1, 0.2], [0.3, 0.6, 0.7, 0.1]], [[1.0, 1.0, 0.0, 0.0], [0.0, 1.0, 1.0, 0.0]], {}),
-    "kl_div": (_CLASS_PROBS, [[0.6, 0.3, 0.1], [0.2, 0.2, 0.6]], {}),
-}
-
-# The curves drawn on each page: the defaults, then a variant or two that show a parameter.
-PLOTS = {
-    "mse": [{}],
-    "mae": [{}],
-    "huber": [{"delta": 0.5}, {}, {"delta": 2.0}],
-    "bce": [{}, {"label_smoothing": 0.1}],
-    "weighted_bce": [{}, {"pos_weight": 3.0}, {"pos_weight": 3.0, "neg_weight": 0.5}],
-    "categorical_ce": [{}, {"label_smoothing": 0.1}],
-    "sparse_categorical_ce": [{}, {"label_smoothing": 0.1}],
-    "dice": [{}, {"squared": False}],
-    "kl_div": [{}],
-}
 
 SHAPES = {
     "elementwise": """\
@@ -79,16 +52,6 @@ The sums run over every non-batch axis (over the spatial axes only with `per_cla
 mask may also be `(N, H, W)` with no class axis.
 """,
 }
-TARGETS = {
-    "categorical_ce": "same shape: one-hot or soft targets",
-    "sparse_categorical_ce": (
-        "integer labels: `y_pred`'s shape without the class axis (a trailing axis of size 1 is "
-        "squeezed when the class axis is the last one)"
-    ),
-    "kl_div": "same shape: the target distribution p",
-}
-
-
 def _fmt(value) -> str:
     return repr(np.asarray(value).tolist())
 
@@ -103,7 +66,7 @@ def _yaml(name: str) -> str | None:
 
 
 def _usage(s: LossSpec) -> str:
-    y_pred, y_true, params = EXAMPLES[s.name]
+    y_pred, y_true, params = s.example
     value = getattr(reference, s.name)(np.asarray(y_pred), np.asarray(y_true), **params)
     override = " ".join(f"loss.{k}={v}" for k, v in params.items()) or "loss.reduction=sum"
     yaml = _yaml(s.name)
@@ -168,14 +131,14 @@ def _params_table(s: LossSpec) -> str:
 
 
 def _plot(s: LossSpec) -> str:
-    variants = PLOTS[s.name]
+    variants = list(s.plots)
     buf = io.BytesIO()
     _plots.plot([(s.name, v) for v in variants], buf)
     with mkdocs_gen_files.open(f"losses/{s.name}.png", "wb") as f:
         f.write(buf.getvalue())
     args = " ".join(s.name + ("" if not v else ":" + ",".join(f"{k}={x}" for k, x in v.items()))
                     for v in variants)
-    curve = _plots.CURVES[s.name]
+    curve = _plots.curve_shape(s.name)
     return f"""\
 ![{s.name}: loss and gradient against the error]({s.name}.png)
 
@@ -190,7 +153,7 @@ def _ref(path: str) -> str:
 
 
 def page(s: LossSpec) -> str:
-    shapes = SHAPES[s.kind].replace("TARGETS", TARGETS.get(s.name, ""))
+    shapes = SHAPES[s.kind].replace("TARGETS", s.targets_doc)
     return f"""\
 # {s.class_name} — `{s.name}`
 
