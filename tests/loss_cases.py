@@ -1,8 +1,10 @@
 """Random inputs for every loss and a spread of parameters, as NumPy arrays in torch's layout.
 
-Each ``Case`` names a registry loss, its parameters, and a ``make(rng)`` that returns
-``(y_pred, y_true)`` with the class axis at dim 1 (``(N, C, ...)``), float64 predictions and
-float64 targets or int64 label maps. Framework-free, so every test module can import it.
+The matrix comes from the registry: each entry's ``cases`` (``lossplug._spec.LossSpec.cases``),
+with inputs made by ``lossplug.tools.inputs`` for the case's input kind. Each ``Case`` names a
+registry loss, its parameters, and a ``make(rng)`` that returns ``(y_pred, y_true)`` with the
+class axis at dim 1 (``(N, C, ...)``), float64 predictions and float64 targets or int64 label
+maps. Framework-free, so every test module can import it.
 """
 
 from __future__ import annotations
@@ -12,26 +14,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from lossplug._spec import REGISTRY
+from lossplug.tools import inputs
+
 #: loss name -> torch class name in ``lossplug.torch``
-CLASS_NAMES = {
-    "mse": "MSELoss", "mae": "MAELoss", "huber": "HuberLoss", "bce": "BCELoss",
-    "weighted_bce": "WeightedBCELoss", "categorical_ce": "CategoricalCELoss",
-    "sparse_categorical_ce": "SparseCategoricalCELoss", "dice": "DiceLoss", "kl_div": "KLDivLoss",
-}
-CLASS_AXIS_LOSSES = {"categorical_ce", "sparse_categorical_ce", "dice", "kl_div"}
-
-
-def softmax(x, axis=1):
-    e = np.exp(x - x.max(axis=axis, keepdims=True))
-    return e / e.sum(axis=axis, keepdims=True)
-
-
-def sigmoid(x):
-    return 1.0 / (1.0 + np.exp(-x))
-
-
-def one_hot(labels, num_classes, axis=1):
-    return np.moveaxis(np.eye(num_classes)[labels], -1, axis)
+CLASS_NAMES = {name: s.class_name for name, s in REGISTRY.items()}
+CLASS_AXIS_LOSSES = {name for name, s in REGISTRY.items() if s.has_class_axis}
+softmax, sigmoid, one_hot = inputs.softmax, inputs.sigmoid, inputs.one_hot
 
 
 @dataclass(frozen=True)
@@ -50,142 +39,19 @@ class Case:
         return self.make(np.random.default_rng(seed))
 
 
-# --- input makers -------------------------------------------------------------------------------
+def _from_registry(name: str, loss_case) -> Case:
+    kind = loss_case.inputs or REGISTRY[name].inputs
+    params = dict(loss_case.params)
+
+    def make(rng, kind=kind, params=params, shape=loss_case.shape):
+        return inputs.make(kind, params, shape, rng, axis=1)
+
+    return Case(name, params, make, loss_case.label)
 
 
-def _regression(shape=(3, 4)):
-    def make(rng):
-        return rng.normal(size=shape), rng.normal(size=shape)
+# --- the catalogue: every registry entry's cases (``LossSpec.cases``), in registry order ---------
 
-    return make
-
-
-def _binary(shape=(3, 4), logits=False, soft=False):
-    def make(rng):
-        x = rng.normal(size=shape) * 2
-        y = rng.uniform(size=shape) if soft else (rng.uniform(size=shape) < 0.5).astype(float)
-        return (x if logits else sigmoid(x)), y
-
-    return make
-
-
-def _classes(shape=(4, 3), logits=False, target="onehot", ignore=None):
-    """Class scores (N, C, ...) and targets: "onehot", "soft" or "labels"; ``ignore`` sets label 0 / one
-    sample's label to the ignore value (labels) or marks one sample as class ``ignore`` (one-hot)."""
-
-    def make(rng):
-        n, c = shape[0], shape[1]
-        x = rng.normal(size=shape) * 2
-        pred = x if logits else softmax(x)
-        labels = rng.integers(0, c, size=(n,) + shape[2:])
-        if target == "labels":
-            if ignore is not None:
-                labels.reshape(-1)[0] = ignore
-            return pred, labels
-        if target == "soft":
-            return pred, softmax(rng.normal(size=shape))
-        if ignore is not None:
-            labels.reshape(-1)[0] = ignore
-        return pred, one_hot(labels, c)
-
-    return make
-
-
-def _masks(shape=(2, 1, 4, 4), logits=False, label_map=False, ignore=None):
-    def make(rng):
-        n, c = shape[0], shape[1]
-        x = rng.normal(size=shape) * 2
-        if logits:
-            pred = x
-        else:
-            pred = softmax(x) if (label_map and c > 1) else sigmoid(x)
-        if label_map:
-            labels = rng.integers(0, max(c, 2), size=(n,) + shape[2:])
-            if ignore is not None:
-                labels.reshape(-1)[:3] = ignore
-            return pred, labels
-        return pred, (rng.uniform(size=shape) < 0.4).astype(float)
-
-    return make
-
-
-def _distributions(shape=(3, 4), logits=False, log_input=False, zeros=False):
-    def make(rng):
-        x = rng.normal(size=shape)
-        p = softmax(rng.normal(size=shape))
-        if zeros:  # some target entries exactly 0: their terms are 0
-            p[:, 0] = 0.0
-            p /= p.sum(axis=1, keepdims=True)
-        if logits:
-            return x, p
-        q = softmax(x)
-        return (np.log(q) if log_input else q), p
-
-    return make
-
-
-# --- the catalogue (class weights exact in float32, the dtype of the torch buffer) -------------
-
-CASES: list[Case] = [
-    Case("mse", {}, _regression()),
-    Case("mse", {}, _regression((2, 3, 2, 2)), "4d"),
-    Case("mae", {}, _regression()),
-    Case("huber", {}, _regression()),
-    Case("huber", {"delta": 0.3}, _regression(), "delta0.3"),
-    Case("huber", {"delta": 2.5}, _regression((2, 3, 2)), "delta2.5"),
-    Case("bce", {}, _binary()),
-    Case("bce", {}, _binary(soft=True), "soft"),
-    Case("bce", {"from_logits": True}, _binary(logits=True), "logits"),
-    Case("bce", {"label_smoothing": 0.1}, _binary(), "ls"),
-    Case("bce", {"from_logits": True, "label_smoothing": 0.2}, _binary(logits=True), "logits-ls"),
-    Case("weighted_bce", {"pos_weight": 2.0, "neg_weight": 0.5}, _binary(), "w2-0.5"),
-    Case("weighted_bce", {"pos_weight": 3.0, "neg_weight": 0.0}, _binary(), "neg0"),
-    Case("weighted_bce", {"pos_weight": 0.7, "neg_weight": 1.5, "from_logits": True},
-         _binary(logits=True), "logits"),
-    Case("weighted_bce", {"pos_weight": 2.0, "from_logits": True, "label_smoothing": 0.1},
-         _binary(logits=True, soft=True), "logits-ls-soft"),
-    Case("categorical_ce", {}, _classes()),
-    Case("categorical_ce", {}, _classes(target="soft"), "soft"),
-    Case("categorical_ce", {"from_logits": True}, _classes(logits=True), "logits"),
-    Case("categorical_ce", {"from_logits": True}, _classes((2, 3, 2, 2), logits=True), "logits-spatial"),
-    Case("categorical_ce", {"label_smoothing": 0.1}, _classes(), "ls"),
-    Case("categorical_ce", {"class_weights": [0.5, 2.0, 1.0]}, _classes(), "cw"),
-    Case("categorical_ce", {"ignore_index": 1, "from_logits": True}, _classes(logits=True, ignore=1),
-         "ignore"),
-    Case("categorical_ce", {"class_weights": [1.0, 3.0, 0.25], "ignore_index": 0, "label_smoothing": 0.2},
-         _classes((3, 3, 2), ignore=0), "cw-ignore-ls"),
-    Case("sparse_categorical_ce", {}, _classes(target="labels")),
-    Case("sparse_categorical_ce", {"from_logits": True}, _classes(logits=True, target="labels"), "logits"),
-    Case("sparse_categorical_ce", {"from_logits": True}, _classes((2, 4, 3, 2), logits=True, target="labels"),
-         "logits-spatial"),
-    Case("sparse_categorical_ce", {"label_smoothing": 0.15}, _classes(target="labels"), "ls"),
-    Case("sparse_categorical_ce", {"class_weights": [0.5, 2.0, 1.0], "from_logits": True},
-         _classes(logits=True, target="labels"), "cw"),
-    Case("sparse_categorical_ce", {"ignore_index": -100}, _classes(target="labels", ignore=-100), "ignore"),
-    Case("sparse_categorical_ce",
-         {"class_weights": [1.0, 3.0, 0.25], "ignore_index": 7, "label_smoothing": 0.1, "from_logits": True},
-         _classes((3, 3, 2), logits=True, target="labels", ignore=7), "cw-ignore-ls"),
-    Case("dice", {}, _masks()),
-    Case("dice", {"squared": False}, _masks(), "plain"),
-    Case("dice", {"smooth": 1.0}, _masks(), "smooth1"),
-    Case("dice", {"from_logits": True}, _masks(logits=True), "logits"),
-    Case("dice", {"aggregation": "batch"}, _masks(), "batch"),
-    Case("dice", {"from_logits": True}, _masks((2, 3, 3, 3), logits=True, label_map=True),
-         "labelmap-softmax"),
-    Case("dice", {"per_class": True, "class_weights": [0.25, 1.0, 2.0]}, _masks((2, 3, 3, 3), label_map=True),
-         "perclass-cw"),
-    Case("dice", {"include_background": False, "from_logits": True, "per_class": True},
-         _masks((2, 3, 3, 3), logits=True, label_map=True), "nobg"),
-    Case("dice", {"ignore_index": 255, "from_logits": True}, _masks((2, 3, 3, 3), logits=True, label_map=True,
-                                                                     ignore=255), "ignore"),
-    Case("dice", {"from_logits": True, "activation": "sigmoid", "aggregation": "batch", "per_class": True},
-         _masks((2, 3, 3, 3), logits=True), "multilabel-batch"),
-    Case("kl_div", {}, _distributions()),
-    Case("kl_div", {}, _distributions(zeros=True), "zeros"),
-    Case("kl_div", {"from_logits": True}, _distributions(logits=True), "logits"),
-    Case("kl_div", {"log_input": True}, _distributions(log_input=True), "log_input"),
-    Case("kl_div", {}, _distributions((2, 3, 2, 2)), "spatial"),
-]
+CASES: list[Case] = [_from_registry(name, c) for name, s in REGISTRY.items() for c in s.cases]
 
 CASE_BY_ID: dict[str, Case] = {c.id: c for c in CASES}
 assert len(CASE_BY_ID) == len(CASES), "case ids must be unique"

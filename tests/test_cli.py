@@ -9,16 +9,11 @@ import numpy as np
 import pytest
 
 import lossplug
+from lossplug._spec import REGISTRY
 
 LOSSPLUG = Path(sys.executable).with_name("lossplug")
-NAMES = [
-    "mse", "mae", "huber", "bce", "weighted_bce", "categorical_ce", "sparse_categorical_ce", "dice",
-    "kl_div",
-]
-CLASSES = [
-    "MSELoss", "MAELoss", "HuberLoss", "BCELoss", "WeightedBCELoss", "CategoricalCELoss",
-    "SparseCategoricalCELoss", "DiceLoss", "KLDivLoss",
-]
+NAMES = list(REGISTRY)
+CLASSES = [s.class_name for s in REGISTRY.values()]
 
 
 def run(*args, env=None, timeout=180):

@@ -14,6 +14,7 @@ import numpy as np
 import lossplug.keras as lk
 import lossplug.numpy as lnp
 from lossplug._spec import REGISTRY
+from lossplug.tools import inputs
 
 BACKEND = keras.backend.backend()
 NAMES = list(REGISTRY)
@@ -107,92 +108,39 @@ def reference(name: str, y_true, y_pred, **params):
     return np.asarray(getattr(lnp, name)(y_pred, y_true, **params), dtype=np.float64)
 
 
-def _softmax(x, axis=-1):
-    e = np.exp(x - x.max(axis=axis, keepdims=True))
-    return e / e.sum(axis=axis, keepdims=True)
+def input_kind(name: str, case: dict) -> str:
+    return case.get("inputs") or REGISTRY[name].inputs
 
 
 def make_inputs(name: str, params: dict, shape: tuple, rng: np.random.Generator):
     """Valid ``(y_true, y_pred)`` for loss ``name`` with ``params``; ``shape`` is y_pred's shape.
 
-    Class losses, KL and Dice read the last axis of ``shape`` as the class axis.
+    The class axis is the last one; ``params["inputs"]`` may name the input kind
+    (``lossplug.tools.inputs``), else the registry entry's own.
     """
-    from_logits = params.get("from_logits", False)
-    ignore = params.get("ignore_index")
-    num_classes = shape[-1]
-    if name in ("mse", "mae", "huber"):
-        return rng.normal(size=shape), rng.normal(size=shape)
-    if name in ("bce", "weighted_bce"):
-        y_true = rng.integers(0, 2, size=shape).astype(np.float64)
-        if params.get("soft"):
-            y_true = rng.uniform(size=shape)
-        y_pred = rng.normal(scale=2.0, size=shape) if from_logits else rng.uniform(0.02, 0.98, size=shape)
-        return y_true, y_pred
-    logits = rng.normal(scale=2.0, size=shape)
-    y_pred = logits if from_logits else _softmax(logits)
-    if params.get("log_input"):
-        y_pred = np.log(_softmax(logits))
-    labels = rng.integers(0, num_classes, size=shape[:-1])
-    if name == "sparse_categorical_ce":
-        if ignore is not None:
-            labels = np.where(rng.uniform(size=labels.shape) < 0.3, ignore, labels)
-        return labels, y_pred
-    if name == "categorical_ce":
-        y_true = np.eye(num_classes)[labels]
-        if params.get("soft"):
-            y_true = _softmax(rng.normal(size=shape))
-        return y_true, y_pred
-    if name == "kl_div":
-        y_true = _softmax(rng.normal(scale=2.0, size=shape))
-        y_true[..., 0] = np.where(rng.uniform(size=shape[:-1]) < 0.3, 0.0, y_true[..., 0])
-        return y_true / y_true.sum(-1, keepdims=True), y_pred
-    # dice
-    if params.get("label_map"):
-        if ignore is not None:
-            labels = np.where(rng.uniform(size=labels.shape) < 0.2, ignore, labels)
-        return labels, y_pred
-    if not from_logits:
-        y_pred = rng.uniform(size=shape)
-    return rng.integers(0, 2, size=shape).astype(np.float64), y_pred
+    y_pred, y_true = inputs.make(input_kind(name, params), loss_params(params), shape, rng, axis=-1)
+    return y_true, y_pred
 
 
-# Parameter sets exercised for every loss; "soft" and "label_map" choose the inputs, not the loss.
-PARAM_CASES = {
-    "mse": [{}],
-    "mae": [{}],
-    "huber": [{}, {"delta": 0.3}, {"delta": 2.5}],
-    "bce": [{}, {"from_logits": True}, {"label_smoothing": 0.2, "soft": True}, {"eps": 1e-3}],
-    "weighted_bce": [
-        {"pos_weight": 3.0, "neg_weight": 0.5},
-        {"pos_weight": 0.0, "neg_weight": 2.0, "from_logits": True},
-        {"pos_weight": 2.0, "label_smoothing": 0.1, "from_logits": True},
-    ],
-    "categorical_ce": [
-        {}, {"from_logits": True}, {"label_smoothing": 0.1, "from_logits": True},
-        {"class_weights": [1.0, 2.0, 0.5, 1.5]}, {"soft": True},
-        {"ignore_index": 0, "from_logits": True},
-        {"class_weights": [0.5, 1.0, 3.0, 1.0], "ignore_index": 2, "label_smoothing": 0.05},
-    ],
-    "sparse_categorical_ce": [
-        {}, {"from_logits": True}, {"label_smoothing": 0.2, "from_logits": True},
-        {"class_weights": [1.0, 2.0, 0.5, 1.5]}, {"ignore_index": -1, "from_logits": True},
-        {"class_weights": [0.5, 1.0, 3.0, 1.0], "ignore_index": 255, "label_smoothing": 0.1},
-    ],
-    "dice": [
-        {}, {"squared": False, "smooth": 1.0}, {"from_logits": True}, {"aggregation": "batch"},
-        {"per_class": True, "class_weights": [1.0, 2.0, 0.0, 1.0]},
-        {"per_class": True, "include_background": False},
-        {"label_map": True, "from_logits": True},
-        {"label_map": True, "ignore_index": 255, "from_logits": True, "activation": "softmax"},
-        {"label_map": True, "from_logits": True, "activation": "sigmoid", "smooth": 0.0},
-    ],
-    "kl_div": [{}, {"from_logits": True}, {"log_input": True}, {"eps": 1e-4}],
-}
+def is_elementwise(name: str) -> bool:
+    return REGISTRY[name].kind == "elementwise"
+
+
+def _keras_case(loss_case) -> dict:
+    out = dict(loss_case.params)
+    if loss_case.inputs is not None:
+        out["inputs"] = loss_case.inputs
+    return out
+
+
+# Parameter sets exercised for every loss: the registry entry's cases (LossSpec.cases); the key
+# "inputs" chooses the inputs, not the loss.
+PARAM_CASES = {name: [_keras_case(c) for c in s.cases] for name, s in REGISTRY.items()}
 
 
 def loss_params(case: dict) -> dict:
     """The loss's own parameters: a case less the keys that only choose the inputs."""
-    return {k: v for k, v in case.items() if k not in ("soft", "label_map")}
+    return {k: v for k, v in case.items() if k != "inputs"}
 
 
 def param_id(case: dict) -> str:
@@ -208,44 +156,43 @@ def case_ids():
     return [f"{name}[{param_id(case)}]" for name, case in cases()]
 
 
-# Non-default hyperparameters for every loss, and the model head and data that fit them.
-NON_DEFAULT = {
-    "mse": {"reduction": "sum"},
-    "mae": {"name": "my_mae"},
-    "huber": {"delta": 0.3},
-    "bce": {"from_logits": True, "label_smoothing": 0.1, "eps": 1e-5},
-    "weighted_bce": {"pos_weight": 3.0, "neg_weight": 0.5, "from_logits": True},
-    "categorical_ce": {"from_logits": True, "class_weights": [1.0, 2.0, 0.5], "label_smoothing": 0.05},
-    "sparse_categorical_ce": {"from_logits": True, "class_weights": [0.5, 1.0, 2.0], "ignore_index": -1},
-    "dice": {"smooth": 0.5, "squared": False, "per_class": True, "class_weights": [1.0, 2.0, 3.0]},
-    "kl_div": {"from_logits": True, "axis": -1},
-}
+def _non_default(name: str):
+    """The registry case with the most parameters that fits a 3-class head, plus a name."""
+    fits = [c for c in REGISTRY[name].cases
+            if len(c.params.get("class_weights") or [0, 0, 0]) == 3]
+    best = max(fits, key=lambda c: len(c.params), default=None)
+    params = {"name": f"my_{name}"}
+    if best is None or not best.params:
+        return {**params, "reduction": "sum"}, REGISTRY[name].inputs
+    return {**params, **best.params}, best.inputs or REGISTRY[name].inputs
+
+
+# Non-default hyperparameters for every loss (and the input kind of its data), from the registry.
+NON_DEFAULT = {name: _non_default(name)[0] for name in REGISTRY}
+_NON_DEFAULT_INPUTS = {name: _non_default(name)[1] for name in REGISTRY}
 
 
 def tiny_data(name: str, n: int = 8, seed: int = 0):
-    """``(x, y)`` for a 4-feature model whose head has 3 outputs; y fits loss ``name``."""
+    """``(x, y)`` for a 4-feature model whose head has 3 outputs; y fits ``NON_DEFAULT[name]``."""
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(n, 4)).astype("float32")
-    labels = rng.integers(0, 3, size=n)
-    if name in ("mse", "mae", "huber"):
-        y = rng.normal(size=(n, 3))
-    elif name in ("bce", "weighted_bce"):
-        y = rng.integers(0, 2, size=(n, 3))
-    elif name == "sparse_categorical_ce":
-        y = np.where(np.arange(n) == 0, -1, labels)  # one ignored target
-    elif name == "kl_div":
-        y = rng.dirichlet(np.ones(3), size=n)
-    else:  # categorical_ce, dice: one-hot
-        y = np.eye(3)[labels]
+    params = {k: v for k, v in NON_DEFAULT[name].items() if k not in ("name", "reduction")}
+    _, y = inputs.make(_NON_DEFAULT_INPUTS[name], params, (n, 3), rng, axis=-1)
     return x, y.astype("float32")
 
 
+_HEADS = {  # input kind -> the head's activation on probabilities (None: logits, scores, values)
+    "binary": "sigmoid", "binary_soft": "sigmoid", "masks": "sigmoid", "label_map": "softmax",
+    "onehot": "softmax", "soft": "softmax", "labels": "softmax", "distributions": "softmax",
+    "distributions_zeros": "softmax", "counts": "softplus",
+}
+
+
 def tiny_model(name: str, params: dict):
-    activation = None
-    if name == "dice" or (name in ("bce", "weighted_bce") and not params.get("from_logits")):
-        activation = "sigmoid"
-    if name in ("categorical_ce", "sparse_categorical_ce", "kl_div") and not params.get("from_logits"):
-        activation = "softmax"
+    kind = REGISTRY[name].inputs
+    activation = None if params.get("from_logits") else _HEADS.get(kind)
+    if params.get("log_input"):
+        activation = "log_softmax" if kind.startswith("distributions") else None
     return keras.Sequential(
         [keras.Input((4,)), keras.layers.Dense(3, activation=activation, kernel_initializer="ones")]
     )

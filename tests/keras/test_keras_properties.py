@@ -6,7 +6,16 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from keras_helpers import CLASSES, NAMES, PARAM_CASES, bulk_call, loss_params, make_inputs, reference
+from keras_helpers import (
+    CLASSES,
+    NAMES,
+    PARAM_CASES,
+    bulk_call,
+    input_kind,
+    loss_params,
+    make_inputs,
+    reference,
+)
 
 pytestmark = pytest.mark.keras
 
@@ -23,7 +32,7 @@ def problems(draw, names=NAMES):
     spatial = tuple(draw(st.lists(st.integers(1, 3), max_size=2)))
     shape = (draw(st.integers(1, 4)), *spatial, classes)
     y_true, y_pred = make_inputs(name, case, shape, np.random.default_rng(draw(st.integers(0, 2**32 - 1))))
-    if case.get("from_logits") or name in ("mse", "mae", "huber"):
+    if case.get("from_logits") or input_kind(name, case) in ("regression", "vectors", "scores", "scores_pm1"):
         y_pred = y_pred * draw(st.floats(0.01, 50.0))
     return name, loss_params(case), y_true, y_pred
 

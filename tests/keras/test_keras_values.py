@@ -14,6 +14,7 @@ from keras_helpers import (
     case_ids,
     cases,
     float_context,
+    is_elementwise,
     loss_params,
     make_inputs,
     reference,
@@ -217,10 +218,11 @@ def test_dice_plain_denominator_matches_keras_dice():
 # --- parity with the NumPy reference ------------------------------------------------------------
 
 
-def _shape(name, spatial):
-    if name in ("mse", "mae", "huber", "bce", "weighted_bce"):
+def _shape(name, case, spatial):
+    if is_elementwise(name):
         return (2, 3, 5) if spatial else (4, 5)
-    return (2, 3, 3, 4) if spatial else (5, 4)
+    classes = len(case.get("class_weights") or [0] * 4)
+    return (2, 3, 3, classes) if spatial else (5, classes)
 
 
 @pytest.mark.parametrize(
@@ -230,7 +232,7 @@ def _shape(name, spatial):
 @pytest.mark.parametrize("name, case", cases(), ids=case_ids())
 def test_reductions_match_numpy(name, case, spatial, dtype):
     params = loss_params(case)
-    shape = _shape(name, spatial)
+    shape = _shape(name, case, spatial)
     y_true, y_pred = make_inputs(name, case, shape, np.random.default_rng(7))
     losses = [CLASSES[name](**params, reduction=r, dtype=dtype) for r in ("mean", "sum", "none")]
     mean, total, none = bulk_call(losses, y_true, y_pred, dtype=dtype)
@@ -239,7 +241,7 @@ def test_reductions_match_numpy(name, case, spatial, dtype):
         np.testing.assert_allclose(value, expected, **tolerance(dtype), err_msg=reduction)
 
     numpy_none = reference(name, y_true, y_pred, **params, reduction="none")
-    if name in ("mse", "mae", "huber", "bce", "weighted_bce"):
+    if is_elementwise(name):
         # Keras's habit: the mean over the last axis, where NumPy's "none" is per element
         assert none.shape == shape[:-1] and numpy_none.shape == shape
         expected = numpy_none.mean(-1)
@@ -255,7 +257,7 @@ def test_reductions_match_numpy(name, case, spatial, dtype):
 @pytest.mark.parametrize("name", NAMES)
 def test_sample_weight_scales_per_sample_values(name):
     # elementwise losses give Keras one value per row of the last axis, so (N, D) for them
-    shape = (4, 5) if name in ("mse", "mae", "huber", "bce", "weighted_bce") else (4, 3, 3)
+    shape = (4, 5) if is_elementwise(name) else (4, 3, 3)
     y_true, y_pred = make_inputs(name, {}, shape, np.random.default_rng(9))
     sw = np.array([1.0, 0.0, 2.0, 0.5])
     per_sample = reference(name, y_true, y_pred, reduction="none")
@@ -300,7 +302,7 @@ def test_float64_dtype_is_used():
         assert float(keras.ops.convert_to_numpy(out)) == pytest.approx(0.81, rel=1e-15)
 
 
-@pytest.mark.parametrize("name", ["mse", "mae", "huber", "bce", "weighted_bce"])
+@pytest.mark.parametrize("name", [n for n in NAMES if is_elementwise(n)])
 def test_elementwise_losses_take_keras_n_targets_against_n_by_1_outputs(name):
     # Keras's habit: y of shape (N,) against a one-unit head (N, 1), in either order
     y_true, y_pred = make_inputs(name, {}, (6,), np.random.default_rng(4))
@@ -313,13 +315,8 @@ def test_elementwise_losses_take_keras_n_targets_against_n_by_1_outputs(name):
 
 
 def _variable_case(name, rng):
-    p = rng.random((4, 3)).astype("float32")
-    p = p / p.sum(-1, keepdims=True)
-    if name in ("mse", "mae", "huber", "bce", "weighted_bce"):
-        return rng.random((4, 3)).astype("float32"), p
-    if name == "sparse_categorical_ce":
-        return np.array([0, 2, 1, 1]), p
-    return np.eye(3, dtype="float32")[[0, 2, 1, 1]], p
+    y_true, y_pred = make_inputs(name, {}, (4, 3), rng)
+    return (y_true if y_true.dtype.kind in "iu" else y_true.astype("float32")), y_pred.astype("float32")
 
 
 @pytest.mark.parametrize("name", lossplug.available())
