@@ -165,3 +165,32 @@ def test_misspelt_term_parameter_is_named(compose_app):
     cfg = compose_app("+loss.terms.dice.smoth=0.5")
     with pytest.raises((LossParameterError, InstantiationException), match="smoth"):
         instantiate(cfg.loss, framework="torch")
+
+
+def test_dice_focal_preset(compose_app):
+    from hydra.utils import instantiate
+
+    cfg = compose_app("loss=dice_focal", "loss.terms.focal.gamma=1.5", "loss.weights.focal=2.0")
+    loss = instantiate(cfg.loss, framework="torch")
+    x, labels = _batch(c=3)
+    xn, yn = x.numpy(), labels.numpy()
+    expected = ln.dice(xn, yn, from_logits=True, axis=1) + 2.0 * ln.categorical_focal(
+        xn, yn, from_logits=True, gamma=1.5, axis=1)
+    np.testing.assert_allclose(loss(x, labels).item(), expected, rtol=1e-12)
+    assert set(loss.term_values) == {"dice", "focal"}
+
+
+def test_against_monai_dice_focal():
+    # MONAI's DiceFocalLoss(softmax=True, to_onehot_y=True): its Dice takes the softmax (per class,
+    # plain denominator), its focal term is the sigmoid focal loss of every channel against the
+    # one-hot target (FocalLoss(use_softmax=False)): lossplug's binary focal on the one-hot masks
+    from monai.losses import DiceFocalLoss
+
+    x, labels = _batch(c=3)
+    onehot = F.one_hot(labels, 3).movedim(-1, 1).double()
+    expected = DiceFocalLoss(softmax=True, to_onehot_y=True, gamma=1.5, lambda_focal=0.5)(x, labels[:, None])
+    loss = lt.CombinedLoss(terms={
+        "dice": lt.DiceLoss(from_logits=True, activation="softmax", per_class=True, squared=False),
+        "focal": {"name": "focal", "from_logits": True, "gamma": 1.5}}, weights={"focal": 0.5})
+    # MONAI's focal term comes back in float32 precision for float64 input (about 1e-8 off)
+    np.testing.assert_allclose(loss(x, onehot).item(), expected.item(), rtol=1e-7)

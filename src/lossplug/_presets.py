@@ -29,5 +29,7 @@ PRESETS: dict[str, Preset] = {
                (("dice", "dice"), ("ce", "sparse_categorical_ce"))),
         Preset("dice_bce", "Dice + binary cross-entropy on masks, both on logits.",
                (("dice", "dice"), ("bce", "bce"))),
+        Preset("dice_focal", "Dice + categorical focal loss on integer label maps, both on logits.",
+               (("dice", "dice"), ("focal", "categorical_focal"))),
     )
 }
