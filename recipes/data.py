@@ -176,6 +176,11 @@ def shapes(*, n_train: int = 512, n_test: int = 128, size: int = 32, multiclass:
     else:
         mask = lambda labels: (labels > 0).astype(np.float32)[..., None]  # noqa: E731
         split = Split(x_train, mask(l_train), x_test, mask(l_test), n_outputs=1)
+    split = _limit(split, max_samples)
     split.info = {"image_size": size, "classes": ["background", "circle", "square"] if multiclass
                   else ["background", "shape"]}
-    return _limit(split, max_samples)
+    if not multiclass:
+        # the baseline a model must beat: the input thresholded at 0.5 (shapes are 1, background 0)
+        pred, true = split.x_test[..., 0] > 0.5, split.y_test[..., 0] > 0.5
+        split.info["threshold_dice"] = 2.0 * float((pred & true).sum()) / float(pred.sum() + true.sum())
+    return split

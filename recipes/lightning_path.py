@@ -42,10 +42,12 @@ class EpochSeededSampler(Sampler[int]):
 
 
 def val_metrics(kind: str, n_outputs: int) -> dict[str, torchmetrics.Metric]:
-    """The torchmetrics logged as ``val_<name>`` each epoch (the names of :func:`recipes.tasks.metrics`).
+    """The torchmetrics logged as ``val_<name>`` each epoch: every name of :func:`recipes.tasks.metrics`,
+    so the Lightning and Keras curves show the same series.
 
     Segmentation Dice is the F1 score over pixels (the same number as Dice over the whole set);
-    the multiclass one is the mean over the foreground classes.
+    the multiclass one is the mean over the foreground classes, each also logged as
+    ``val_dice_<class>``; ``pixel_accuracy`` is the accuracy over pixels.
     """
     tm = torchmetrics
     if kind == "regression":
@@ -60,9 +62,11 @@ def val_metrics(kind: str, n_outputs: int) -> dict[str, torchmetrics.Metric]:
         return {"accuracy": tm.classification.MulticlassAccuracy(n_outputs, average="micro"),
                 "teacher_agreement": tm.classification.MulticlassAccuracy(n_outputs, average="micro")}
     if kind == "segmentation" and n_outputs == 1:
-        return {"dice": tm.classification.BinaryF1Score()}
+        return {"dice": tm.classification.BinaryF1Score(),
+                "pixel_accuracy": tm.classification.BinaryAccuracy()}
     if kind == "segmentation":
-        return {"dice": tm.classification.MulticlassF1Score(n_outputs, average=None)}
+        return {"dice": tm.classification.MulticlassF1Score(n_outputs, average=None),
+                "pixel_accuracy": tm.classification.MulticlassAccuracy(n_outputs, average="micro")}
     raise ValueError(f"unknown task kind {kind!r}")
 
 
@@ -70,7 +74,7 @@ class LossplugModule(L.LightningModule):
     """``net`` trained with ``loss``; validation logs ``val_loss`` and the task's torchmetrics."""
 
     def __init__(self, net: torch.nn.Module, loss: torch.nn.Module, *, loss_config: dict, kind: str,
-                 n_outputs: int, lr: float, weight_decay: float = 0.0):
+                 n_outputs: int, lr: float, weight_decay: float = 0.0, class_names: list | None = None):
         super().__init__()
         self.save_hyperparameters(ignore=["net", "loss"])
         self.net, self.loss = net, loss
@@ -99,7 +103,10 @@ class LossplugModule(L.LightningModule):
     def on_validation_epoch_end(self):
         for name, metric in self.metrics.items():
             value = metric.compute()
-            if value.ndim:  # per-class Dice: the mean over the foreground classes
+            if value.ndim:  # per-class Dice: each foreground class, and their mean
+                names = self.hparams.class_names or [str(c) for c in range(len(value))]
+                for c in range(1, len(value)):
+                    self.log(f"val_{name}_{names[c]}", value[c], sync_dist=True)
                 value = value[1:].mean()
             # compute() already gathers every process's state; sync_dist averages equal values.
             self.log(f"val_{name}", value, prog_bar=name == next(iter(self.metrics)), sync_dist=True)
@@ -145,7 +152,8 @@ def fit(cfg: DictConfig, split: Split, y_train: np.ndarray, y_test: np.ndarray, 
     loss = instantiate(cfg.loss, framework="torch")
     module = LossplugModule(net, loss, loss_config=OmegaConf.to_container(cfg.loss, resolve=True),
                             kind=cfg.task.kind, n_outputs=split.n_outputs, lr=float(cfg.optimizer.lr),
-                            weight_decay=float(cfg.optimizer.weight_decay))
+                            weight_decay=float(cfg.optimizer.weight_decay),
+                            class_names=split.info.get("classes"))
     x_train, x_test = _tensor(split.x_train), _tensor(split.x_test)
     train = DataLoader(TensorDataset(x_train, _tensor(y_train)), batch_size=int(cfg.batch_size),
                        sampler=EpochSeededSampler(len(x_train), int(cfg.seed)))

@@ -1,11 +1,18 @@
-"""What a run leaves behind: per-epoch ``metrics.csv``, ``curves.png``, ``summary.json``; and, for
-a multirun, ``comparison.{md,csv,png}`` written by :class:`ComparisonCallback`."""
+"""What a run leaves behind: per-epoch ``metrics.csv``, ``curves.png``, ``summary.json``, and for
+segmentation ``predictions.png`` (input / target / prediction of a few held-out images); for a
+multirun, ``comparison.{md,csv,png}`` written by :class:`ComparisonCallback`.
+
+The curves show the same series in both frameworks: the losses, then ``val_<name>`` for each
+name of :func:`recipes.tasks.metrics` (the Lightning path logs every one of them each epoch, the
+Keras path adds them to its epoch logs), in that order.
+"""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from hydra.experimental.callback import Callback
 
@@ -25,40 +32,142 @@ def epoch_table(csv_paths: list[str | Path], framework: str) -> pd.DataFrame:
     return table.sort_values("epoch").reset_index(drop=True)
 
 
-def plot_curves(table: pd.DataFrame, path: Path, title: str) -> None:
-    """Loss curves (train, val) on the left, the validation metrics on the right."""
+def curve_series(table: pd.DataFrame, metric_names: list[str]) -> dict[str, list[str]]:
+    """The columns the curves draw: the losses, and ``val_<name>`` for the task's metric names."""
+    return {"loss": [c for c in ("train_loss", "val_loss") if c in table],
+            "metrics": [f"val_{m}" for m in metric_names if f"val_{m}" in table]}
+
+
+def plot_curves(table: pd.DataFrame, path: Path, title: str, metric_names: list[str]) -> dict:
+    """Loss curves (train, val) on the left, the held-out metrics on the right; returns the series."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    series = curve_series(table, metric_names)
     fig, (ax_loss, ax_metric) = plt.subplots(1, 2, figsize=(10, 3.6))
     epochs = table["epoch"] + 1
-    for col in ("train_loss", "val_loss"):
-        if col in table:
-            ax_loss.plot(epochs, table[col], label=col)
+    for col in series["loss"]:
+        ax_loss.plot(epochs, table[col], marker=".", label=col)
     ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")
     ax_loss.legend()
-    for col in [c for c in table.columns if c.startswith("val_") and c != "val_loss"]:
-        ax_metric.plot(epochs, table[col], label=col)
+    for col in series["metrics"]:
+        ax_metric.plot(epochs, table[col], marker=".", label=col)
     ax_metric.set(xlabel="epoch", title="held-out metrics")
     if ax_metric.lines:
-        ax_metric.legend()
+        ax_metric.legend(fontsize=8)
+    for ax in (ax_loss, ax_metric):
+        ax.xaxis.get_major_locator().set_params(integer=True)
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+    return series
 
 
-def write_run(out_dir: Path, summary: dict, csv_paths: list[str | Path]) -> dict:
-    """Write ``metrics.csv`` and ``curves.png`` (when there is a CSV log) and ``summary.json``."""
+# --- segmentation: a picture of the predicted masks ----------------------------------------------
+
+PREDICTION_IMAGES = 4   # held-out images in predictions.png (the first ones of the test split)
+PANEL_INCHES = 2.2      # each panel; the figure is 4 panels wide
+PREDICTION_DPI = 100
+
+
+def _class_colours(n_classes: int):
+    from matplotlib.colors import ListedColormap
+
+    # background black, then distinct colours (tab10's orange, blue, green, ...)
+    palette = ["#000000", "#ff7f0e", "#1f77b4", "#2ca02c", "#d62728", "#9467bd", "#8c564b"]
+    return ListedColormap(palette[:max(n_classes, 2)])
+
+
+def prediction_masks(split, outputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(target, predicted)`` label maps ``(N, H, W)`` of the test split from the model's outputs."""
+    outputs = np.asarray(outputs, dtype=np.float64)
+    if split.n_outputs == 1:  # binary: threshold 0.5 on the sigmoid, as the metrics do
+        return (split.y_test[..., 0] > 0.5).astype(int), (outputs[..., 0] > 0.0).astype(int)
+    return np.asarray(split.y_test).astype(int), outputs.argmax(-1)
+
+
+def plot_predictions(split, outputs: np.ndarray, path: Path, title: str,
+                     n: int = PREDICTION_IMAGES) -> dict:
+    """A grid with one held-out image per row: input, target, prediction, errors (red).
+
+    Returns what it drew: the test indices, and each image's Dice (binary: of the mask; multiclass:
+    the mean over the foreground classes present in the target or the prediction).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+
+    target, predicted = prediction_masks(split, outputs)
+    n = min(n, len(target))
+    n_classes = max(split.n_outputs, 2)
+    names = split.info.get("classes") or [str(c) for c in range(n_classes)]
+    cmap = _class_colours(n_classes)
+    fig, axes = plt.subplots(n, 4, figsize=(4 * PANEL_INCHES, n * PANEL_INCHES + 0.9), squeeze=False)
+    scores = []
+    for row in range(n):
+        t, p = target[row], predicted[row]
+        score = _image_dice(t, p, n_classes)
+        scores.append(score)
+        image = np.asarray(split.x_test[row])
+        image = image[..., 0] if image.ndim == 3 else image
+        panels = [(image, "gray", None, "input"), (t, cmap, (0, n_classes - 1), "target"),
+                  (p, cmap, (0, n_classes - 1), f"prediction (Dice {score:.3f})")]
+        for ax, (data, colours, limits, label) in zip(axes[row], panels, strict=False):
+            vmin, vmax = limits or (None, None)
+            ax.imshow(data, cmap=colours, vmin=vmin, vmax=vmax, interpolation="nearest")
+            ax.set_title(f"#{row} {label}" if label == "input" else label, fontsize=9)
+        errors = np.zeros(t.shape + (4,))
+        errors[t != p] = (0.85, 0.1, 0.1, 1.0)
+        axes[row][3].imshow(image, cmap="gray")
+        axes[row][3].imshow(errors, interpolation="nearest")
+        axes[row][3].set_title(f"errors: {int((t != p).sum())} px", fontsize=9)
+        for ax in axes[row]:
+            ax.set_xticks([])
+            ax.set_yticks([])
+    handles = [Patch(color=cmap(c), label=names[c]) for c in range(n_classes)]
+    handles.append(Patch(color=(0.85, 0.1, 0.1), label="wrong pixel"))
+    fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=9, frameon=False)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout(rect=(0, 0.45 / (n * PANEL_INCHES + 0.9), 1, 1))
+    fig.savefig(path, dpi=PREDICTION_DPI)
+    plt.close(fig)
+    return {"indices": list(range(n)), "dice": scores}
+
+
+def _image_dice(target: np.ndarray, predicted: np.ndarray, n_classes: int) -> float:
+    """Dice of one image: the mask (binary) or the mean over foreground classes present."""
+    values = []
+    for c in range(1, n_classes):
+        t, p = target == c, predicted == c
+        total = t.sum() + p.sum()
+        if total:
+            values.append(2.0 * float((t & p).sum()) / float(total))
+    return float(np.mean(values)) if values else 1.0
+
+
+def write_run(out_dir: Path, summary: dict, csv_paths: list[str | Path], split=None,
+              outputs: np.ndarray | None = None, kind: str | None = None) -> dict:
+    """Write ``metrics.csv`` and ``curves.png`` (when there is a CSV log), ``predictions.png``
+    (``kind="segmentation"``, given the test ``split`` and the model's ``outputs``) and
+    ``summary.json``."""
     csv_paths = [p for p in csv_paths if Path(p).exists()]
+    title = f"{summary['task']} · {summary['loss']} · {summary['framework']} ({summary['backend']})"
+    files = {}
     if csv_paths:
         table = epoch_table(csv_paths, summary["framework"])
         table.to_csv(out_dir / "metrics.csv", index=False)
-        title = f"{summary['task']} · {summary['loss']} · {summary['framework']} ({summary['backend']})"
-        plot_curves(table, out_dir / "curves.png", title)
-        summary["files"] = {"metrics": str(out_dir / "metrics.csv"), "curves": str(out_dir / "curves.png")}
+        summary["curves"] = plot_curves(table, out_dir / "curves.png", title, list(summary["metrics"]))
+        files.update(metrics=str(out_dir / "metrics.csv"), curves=str(out_dir / "curves.png"))
+    if kind == "segmentation" and split is not None and outputs is not None:
+        summary["predictions"] = plot_predictions(split, outputs, out_dir / "predictions.png", title)
+        files["predictions"] = str(out_dir / "predictions.png")
+    if files:
+        summary["files"] = files
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 
@@ -95,27 +204,62 @@ def _markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def _bar_chart(table: pd.DataFrame, summaries: list[dict], path: Path) -> None:
+# The task reference each main metric is compared with, when the data set records one.
+BASELINES = {
+    "r2": ("linear_regression_r2", "scikit-learn LinearRegression"),
+    "accuracy": ("teacher_accuracy", "the teacher (scikit-learn MLP)"),
+    "dice": ("threshold_dice", "threshold the image at 0.5"),
+}
+
+
+def baseline(table: pd.DataFrame, metric: str, labels: list[str]) -> tuple[float, str]:
+    """The chart's labelled baseline: the task's reference, or else the first run of the sweep."""
+    key, label = BASELINES.get(metric, (None, None))
+    if key in table and pd.notna(table[key].iloc[0]):
+        value = float(table[key].iloc[0])
+        return value, f"baseline: {label} ({value:.4f})"
+    value = float(table[metric].iloc[0])
+    return value, f"baseline: the first run, {labels[0]} ({value:.4f})"
+
+
+def _bar_chart(table: pd.DataFrame, summaries: list[dict], path: Path) -> dict:
+    """One dot per run on an axis fitted to the values, each labelled with its value and its
+    difference from the baseline (a dashed line, labelled); returns what it drew."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     metric = summaries[0]["main_metric"]
-    labels = [f"{r.loss}\n{r.framework}" for r in table.itertuples()]
-    fig, ax = plt.subplots(figsize=(max(4.0, 1.1 * len(table)), 3.6))
-    ax.bar(range(len(table)), table[metric])
-    ax.set_xticks(range(len(table)), labels, fontsize=8)
-    ax.set(ylabel=f"held-out {metric}", title=f"{summaries[0]['task']}: {metric} per run")
-    if metric == "r2" and "linear_regression_r2" in table:
-        ax.axhline(table["linear_regression_r2"].iloc[0], color="k", ls="--", lw=1,
-                   label="scikit-learn LinearRegression")
-        ax.legend(loc="lower right", fontsize=8)
-    for i, v in enumerate(table[metric]):
-        ax.annotate(f"{v:.3f}", (i, v), ha="center", va="bottom", fontsize=8)
+    labels = [f"{r.loss} · {r.framework}" + (f" ({r.backend.split(' / ')[-1]})" if r.framework == "keras"
+                                              else "") for r in table.itertuples()]
+    if len(set(labels)) < len(labels):  # e.g. a sweep over seeds: tell the runs apart
+        labels = [f"{label} [run {r.run}]" for label, r in zip(labels, table.itertuples(), strict=True)]
+    values = table[metric].astype(float).to_numpy()
+    base, base_label = baseline(table, metric, labels)
+    lo, hi = float(min(values.min(), base)), float(max(values.max(), base))
+    pad = max((hi - lo) * 0.25, abs(hi) * 0.01, 1e-3)
+    n = len(table)
+    fig, ax = plt.subplots(figsize=(8.0, 1.3 + 0.45 * n))
+    rows = np.arange(n)[::-1]  # the first run on top
+    ax.hlines(rows, lo - pad, values, color="0.85", lw=1, zorder=1)
+    ax.scatter(values, rows, s=40, color="#1f77b4", zorder=3)
+    ax.axvline(base, color="k", ls="--", lw=1, label=base_label, zorder=2)
+    for y, v in zip(rows, values, strict=True):
+        ax.annotate(f"{v:.4f} ({v - base:+.4f})", (v, y), xytext=(6, 0), textcoords="offset points",
+                    va="center", fontsize=9)
+    ax.set_yticks(rows, labels, fontsize=9)
+    ax.set_xlim(lo - pad, hi + 2.2 * pad)  # room for the labels right of the largest value
+    ax.set_ylim(-0.7, n - 0.3)
+    ax.set(xlabel=f"held-out {metric} (axis fitted to the values)",
+           title=f"{summaries[0]['task']}: {metric} per run")
+    ax.legend(loc="best", fontsize=8)
+    ax.grid(axis="x", color="0.92")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
+    return {"metric": metric, "labels": labels, "values": values.tolist(), "baseline": base,
+            "baseline_label": base_label, "xlim": [float(x) for x in ax.get_xlim()]}
 
 
 class ComparisonCallback(Callback):

@@ -53,14 +53,17 @@ def run(cfg: DictConfig) -> dict | None:
         "run": out_dir.name, "output_dir": str(out_dir),
         "loss_config": OmegaConf.to_container(cfg.loss, resolve=True),
     }
-    report.write_run(out_dir, summary, result["csv"])
+    report.write_run(out_dir, summary, result["csv"], split=split, outputs=result["outputs"],
+                     kind=cfg.task.kind)
     shown = ", ".join(f"{k}={v:.4f}" for k, v in final.items())
     print(f"[recipes] {cfg.task.name} · {cfg.loss.name} · {cfg.framework} ({result['backend']}, "
           f"{result['device']}): {shown}  [{summary['wall_time_s']:.1f} s]")
     print(f"[recipes] results: {out_dir / 'summary.json'}")
-    if "files" in summary:
+    if "metrics" in summary.get("files", {}):
         print(f"[recipes] per-epoch metrics: {summary['files']['metrics']}")
         print(f"[recipes] training curves:   {summary['files']['curves']}")
+    if "predictions" in summary.get("files", {}):
+        print(f"[recipes] predicted masks:   {summary['files']['predictions']}")
     return summary
 
 

@@ -33,6 +33,12 @@ def test_debug_run_leaves_results(task, loss, tmp_path):
     main = summary["main_metric"]
     assert table[f"val_{main}"].iloc[-1] == pytest.approx(summary["metrics"][main], abs=1e-5)
     assert (tmp_path / "curves.png").stat().st_size > 1000
+    # the curves: the losses and every held-out metric of the task, the same series as Lightning's
+    assert on_disk["curves"]["metrics"] == [f"val_{m}" for m in on_disk["metrics"]]
+    if task.startswith("segmentation"):  # input / target / prediction of held-out images
+        from test_pictures import _png_size, expected_prediction_png_size
+
+        assert _png_size(tmp_path / "predictions.png") == expected_prediction_png_size()
     # The checkpoint reloads with its loss (lossplug's, or the registered combined one) and no
     # custom_objects.
     from lossplug._spec import spec

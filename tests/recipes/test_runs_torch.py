@@ -25,6 +25,15 @@ def test_debug_run_leaves_results(task, loss, tmp_path):
     assert on_disk["epochs"] == 2 and on_disk["wall_time_s"] > 0
     assert on_disk["main_metric"] in on_disk["metrics"]
     assert (tmp_path / "curves.png").stat().st_size > 1000
+    # the curves: the losses and every held-out metric of the task, the same series as Keras draws
+    assert on_disk["curves"]["metrics"] == [f"val_{m}" for m in on_disk["metrics"]]
+    if task.startswith("segmentation"):  # input / target / prediction of held-out images
+        from test_pictures import _png_size, expected_prediction_png_size
+
+        assert _png_size(tmp_path / "predictions.png") == expected_prediction_png_size()
+        assert len(on_disk["predictions"]["dice"]) == 4
+    else:
+        assert not (tmp_path / "predictions.png").exists()
     assert (tmp_path / "checkpoints" / "last.ckpt").exists()
     import pandas as pd
 
