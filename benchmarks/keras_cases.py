@@ -20,14 +20,13 @@ import sys
 import numpy as np
 
 
-def _inputs(kind, n, rng):
+def _inputs(kind, n, rng, classes=10):
     if kind == "regression":
         return rng.standard_normal((n // 100, 100)), rng.standard_normal((n // 100, 100))
     if kind == "probabilities":
         return rng.random((n // 100, 100)), rng.random((n // 100, 100))
     if kind == "logits":
         return 2 * rng.standard_normal((n // 100, 100)), rng.random((n // 100, 100))
-    classes = 10
     x = 2 * rng.standard_normal((n // classes, classes))
     if kind == "labels":
         return x, rng.integers(0, classes, n // classes)
@@ -94,30 +93,35 @@ def rows(quick: bool) -> list[dict]:
     from benchmarks._timing import interleaved
 
     backend = keras.backend.backend()
+    # the grid: every loss at 1e5 and 4e6 elements; the class losses also at C = 2, 64, 1000
     sizes = [10_000] if quick else [100_000, 4_000_000]
+    class_counts = [10] if quick else [2, 10, 64, 1000]
     rounds, budget = (3, 0.5) if quick else (40, 6.0)
     rng = np.random.default_rng(0)
-    out = []
+    grid = []
     for n in sizes:
         for name, kind, ours, builtin in cases(keras):
-            x, y = _segmentation(n, rng) if kind == "segmentation" else _inputs(kind, n, rng)
-            x = x.astype("float32")
-            y = y.astype("int32" if kind == "labels" else "float32")
-            cands = {"lossplug": _compiled(backend, ours, y, x), "keras": _compiled(backend, builtin, y, x)}
-            values = {k: f() for k, f in cands.items()}  # also compiles
-            timings = interleaved(cands, rounds=rounds, budget_s=budget)
-            for impl, t in timings.items():
-                out.append({
-                    "section": f"keras-{backend}", "loss": name, "shape": "x".join(map(str, x.shape)),
-                    "numel": int(x.size), "impl": impl, "best_ms": 1e3 * t.best,
-                    "median_ms": 1e3 * t.median, "rounds": t.rounds,
-                    "ratio": t.best / timings["keras"].best,
-                    "median_ratio": t.median / timings["keras"].median, "baseline": "keras",
-                    "cpu_ms": 1e3 * t.best_cpu, "cpu_ratio": t.best_cpu / timings["keras"].best_cpu,
-                    "value": values[impl],
-                    "same_value": math.isclose(values[impl], values["keras"], rel_tol=1e-3, abs_tol=1e-5),
-                    "target_size": n == 4_000_000 or (quick and n == sizes[-1]),
-                })
+            counts = class_counts if kind in ("labels", "soft", "soft_probs") and n == sizes[-1] else [10]
+            grid += [(n, c, name, kind, ours, builtin) for c in counts]
+    out = []
+    for n, classes, name, kind, ours, builtin in grid:
+        x, y = _segmentation(n, rng) if kind == "segmentation" else _inputs(kind, n, rng, classes)
+        x = x.astype("float32")
+        y = y.astype("int32" if kind == "labels" else "float32")
+        cands = {"lossplug": _compiled(backend, ours, y, x), "keras": _compiled(backend, builtin, y, x)}
+        values = {k: f() for k, f in cands.items()}  # also compiles
+        timings = interleaved(cands, rounds=rounds, budget_s=budget)
+        for impl, t in timings.items():
+            out.append({
+                "section": f"keras-{backend}", "loss": name, "shape": "x".join(map(str, x.shape)),
+                "numel": int(x.size), "impl": impl, "best_ms": 1e3 * t.best,
+                "median_ms": 1e3 * t.median, "rounds": t.rounds,
+                "ratio": t.best / timings["keras"].best,
+                "median_ratio": t.median / timings["keras"].median, "baseline": "keras",
+                "cpu_ms": 1e3 * t.best_cpu, "cpu_ratio": t.best_cpu / timings["keras"].best_cpu,
+                "value": values[impl],
+                "same_value": math.isclose(values[impl], values["keras"], rel_tol=1e-3, abs_tol=1e-5),
+            })
     return out
 
 

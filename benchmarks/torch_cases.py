@@ -5,10 +5,11 @@ candidates on the same inputs, interleaved in one process. Candidates:
 
 - ``lossplug``: the lossplug module as users call it (value checks on, the default);
 - ``lossplug (no checks)``: the same inside ``lossplug.value_checks(False)``;
-- ``lossplug (torch kernels)``: the same inside ``lossplug.torch.fused_kernels(False)``: torch's
-  own kernels instead of lossplug's compiled fused ones (what runs where nothing can be compiled);
+- ``lossplug (kernels off)``: the same inside ``lossplug.torch.fused_kernels(False)``: torch's
+  own kernel where one computes the formula, else the composed formula in eager torch ops (what
+  runs where nothing can be compiled), instead of the kernel derived from the formula;
 - ``native``: the torch.nn.functional equivalent (or MONAI's ``DiceLoss`` for Dice);
-- ``hand``: the plain composed formula a user would write.
+- ``hand``: the plain composed formula a user would write (a few cases).
 
 The ratio of a row is its best time over the best time of the baseline (``native``) of its case.
 """
@@ -52,9 +53,11 @@ def _with_fused_off(fn):
     return run
 
 
-def _lossplug(module):
-    return {"lossplug": module, "lossplug (no checks)": _with_checks_off(module),
-            "lossplug (torch kernels)": _with_fused_off(module)}
+def _lossplug(module, no_checks=False):
+    out = {"lossplug": module, "lossplug (kernels off)": _with_fused_off(module)}
+    if no_checks:
+        out["lossplug (no checks)"] = _with_checks_off(module)
+    return out
 
 
 # --- inputs ---------------------------------------------------------------------------------------
@@ -83,54 +86,25 @@ def _logits(n, device, binary=False):
     return x.to(device), y.to(device)
 
 
-def _class_logits(n, classes, device, soft=False):
+def _class_inputs(shape, device, soft=False):
+    """Logits of ``shape`` (class axis 1) and integer labels or soft targets for them."""
     g, _ = _gen(device)
-    x = 2 * torch.randn(n // classes, classes, generator=g)
+    x = 2 * torch.randn(shape, generator=g)
     if soft:
-        y = torch.softmax(torch.randn(n // classes, classes, generator=g), dim=1)
+        y = torch.softmax(torch.randn(shape, generator=g), dim=1)
     else:
-        y = torch.randint(0, classes, (n // classes,), generator=g)
+        y = torch.randint(0, shape[1], shape[:1] + shape[2:], generator=g)
     return x.to(device), y.to(device)
 
 
-def _segmentation(batch, classes, size, device):
-    g, _ = _gen(device)
-    x = torch.randn(batch, classes, size, size, generator=g)
-    y = torch.randint(0, classes, (batch, size, size), generator=g)
-    return x.to(device), y.to(device)
+def _segmentation(batch, classes, size, device, masks=False):
+    x, labels = _class_inputs((batch, classes, size, size), device)
+    if masks:  # one-hot masks, as a multilabel segmentation gives them
+        return x, F.one_hot(labels, classes).movedim(-1, 1).float()
+    return x, labels
 
 
 # --- the hand-written versions --------------------------------------------------------------------
-
-
-def hand_huber(x, y, delta=1.0):
-    e = (x - y).abs()
-    return torch.where(e < delta, 0.5 * e**2, delta * (e - 0.5 * delta)).mean()
-
-
-def hand_bce(p, y):
-    p = p.clamp(EPS, 1 - EPS)
-    return -(y * p.log() + (1 - y) * (1 - p).log()).mean()
-
-
-def hand_bce_logits(x, y):
-    return (x.clamp(min=0) - x * y + torch.log1p(torch.exp(-x.abs()))).mean()
-
-
-def hand_weighted_bce_logits(x, y, pos=2.0, neg=1.0):
-    return -(pos * y * F.logsigmoid(x) + neg * (1 - y) * F.logsigmoid(-x)).mean()
-
-
-def hand_sparse_ce(x, labels):
-    return -x.log_softmax(1).gather(1, labels[:, None]).mean()
-
-
-def hand_soft_ce(x, y):
-    return -(y * x.log_softmax(1)).sum(1).mean()
-
-
-def hand_kl(x, p):
-    return (p * (p.clamp_min(1e-30).log() - x.log_softmax(1))).sum(1).mean()
 
 
 def hand_dice(x, labels, smooth=1e-5):
@@ -146,11 +120,11 @@ def native_weighted_bce(p, y, pos=2.0, neg=1.0):
     return F.binary_cross_entropy(p, y, weight=neg + (pos - neg) * y)
 
 
-def monai_dice():
+def monai_dice(to_onehot=True):
     from monai.losses import DiceLoss
 
-    loss = DiceLoss(softmax=True, to_onehot_y=True, squared_pred=True, smooth_nr=1e-5, smooth_dr=1e-5)
-    return lambda x, labels: loss(x, labels[:, None])
+    loss = DiceLoss(softmax=True, to_onehot_y=to_onehot, squared_pred=True, smooth_nr=1e-5, smooth_dr=1e-5)
+    return (lambda x, labels: loss(x, labels[:, None])) if to_onehot else loss
 
 
 # --- the cases ------------------------------------------------------------------------------------
@@ -163,24 +137,20 @@ def elementwise_cases(sizes, device) -> list[Case]:
         shape = f"{n:.0e}".replace("e+0", "e")
         cases += [
             Case("elementwise", "mse", shape, lambda n=n: _regression(n, device), {
-                **_lossplug(lt.MSELoss()), "native": F.mse_loss,
-                "hand": lambda x, y: ((x - y) ** 2).mean()}),
+                **_lossplug(lt.MSELoss()), "native": F.mse_loss}),
             Case("elementwise", "mae", shape, lambda n=n: _regression(n, device), {
-                **_lossplug(lt.MAELoss()), "native": F.l1_loss,
-                "hand": lambda x, y: (x - y).abs().mean()}),
+                **_lossplug(lt.MAELoss()), "native": F.l1_loss}),
             Case("elementwise", "huber", shape, lambda n=n: _regression(n, device), {
-                **_lossplug(lt.HuberLoss()), "native": F.huber_loss, "hand": hand_huber}),
+                **_lossplug(lt.HuberLoss()), "native": F.huber_loss}),
             Case("elementwise", "bce (probabilities)", shape, lambda n=n: _probabilities(n, device), {
-                **_lossplug(lt.BCELoss()), "native": F.binary_cross_entropy, "hand": hand_bce},
+                **_lossplug(lt.BCELoss()), "native": F.binary_cross_entropy},
                 note="lossplug clips to [eps, 1-eps]; torch clamps the logs at -100"),
             Case("elementwise", "bce (logits)", shape, lambda n=n: _logits(n, device), {
-                **_lossplug(lt.BCELoss(from_logits=True)),
-                "native": F.binary_cross_entropy_with_logits, "hand": hand_bce_logits}),
+                **_lossplug(lt.BCELoss(from_logits=True)), "native": F.binary_cross_entropy_with_logits}),
             Case("elementwise", "weighted_bce (logits, w+=2)", shape,
                  lambda n=n: _logits(n, device, binary=True), {
                      **_lossplug(lt.WeightedBCELoss(from_logits=True, pos_weight=2.0)),
-                     "native": lambda x, y: F.binary_cross_entropy_with_logits(x, y, pos_weight=pos),
-                     "hand": hand_weighted_bce_logits}),
+                     "native": lambda x, y: F.binary_cross_entropy_with_logits(x, y, pos_weight=pos)}),
             Case("elementwise", "weighted_bce (probabilities, w+=2)", shape,
                  lambda n=n: _probabilities(n, device, binary=True), {
                      **_lossplug(lt.WeightedBCELoss(pos_weight=2.0)), "native": native_weighted_bce},
@@ -189,42 +159,84 @@ def elementwise_cases(sizes, device) -> list[Case]:
     return cases
 
 
-def class_cases(sizes, device, classes=10) -> list[Case]:
+def _shape_text(shape):
+    return "x".join(str(d) for d in shape)
+
+
+def class_cases(shapes, device) -> list[Case]:
+    """Every class loss on every shape: 2-D ``(N, C)`` and 4-D segmentation ``(N, C, H, W)``."""
     cases = []
-    for n in sizes:
-        shape = f"{n // classes}x{classes}"
+    for shape in shapes:
+        text = _shape_text(shape)
         cases += [
-            Case("class", "sparse_categorical_ce (logits)", shape,
-                 lambda n=n: _class_logits(n, classes, device), {
-                     **_lossplug(lt.SparseCategoricalCELoss(from_logits=True)),
-                     "native": F.cross_entropy, "hand": hand_sparse_ce}),
-            Case("class", "categorical_ce (logits, soft targets)", shape,
-                 lambda n=n: _class_logits(n, classes, device, soft=True), {
-                     **_lossplug(lt.CategoricalCELoss(from_logits=True)),
-                     "native": F.cross_entropy, "hand": hand_soft_ce}),
-            Case("class", "kl_div (logits)", shape,
-                 lambda n=n: _class_logits(n, classes, device, soft=True), {
-                     **_lossplug(lt.KLDivLoss(from_logits=True)),
-                     "native": lambda x, p: F.kl_div(x.log_softmax(1), p, reduction="batchmean"),
-                     "hand": hand_kl}),
+            Case("class", "sparse_categorical_ce (logits)", text, lambda s=shape: _class_inputs(s, device), {
+                **_lossplug(lt.SparseCategoricalCELoss(from_logits=True)), "native": F.cross_entropy}),
+            Case("class", "categorical_ce (logits, soft targets)", text,
+                 lambda s=shape: _class_inputs(s, device, soft=True), {
+                     **_lossplug(lt.CategoricalCELoss(from_logits=True)), "native": F.cross_entropy}),
+            Case("class", "kl_div (logits)", text, lambda s=shape: _class_inputs(s, device, soft=True), {
+                **_lossplug(lt.KLDivLoss(from_logits=True)),
+                "native": lambda x, p: F.kl_div(x.log_softmax(1), p, reduction="sum")
+                / (x.numel() // x.shape[1])}),
         ]
     return cases
 
 
 def dice_cases(batch, class_counts, size, device, monai=True) -> list[Case]:
-    """Dice on label maps; the baseline is MONAI's DiceLoss (the hand-written one without MONAI)."""
-    native = {"native": monai_dice()} if monai else {}
+    """Dice on label maps and on one-hot masks; the baseline is MONAI's DiceLoss (the hand-written
+    one without MONAI)."""
     cases = []
     for c in class_counts:
-        cases.append(Case(
-            "dice", "dice (label map, softmax, per class)", f"{batch}x{c}x{size}x{size}",
-            lambda c=c: _segmentation(batch, c, size, device), {
-                **_lossplug(lt.DiceLoss(from_logits=True, per_class=True)),
-                **native, "hand": hand_dice, "F.cross_entropy": F.cross_entropy},
-            baseline="native" if monai else "hand",
-            note="native = MONAI DiceLoss(softmax, to_onehot_y, squared_pred, smooth 1e-5)"
-            if monai else "MONAI skipped (--quick): the baseline is the hand-written Dice"))
+        for masks in (False, True):
+            native = {"native": monai_dice(to_onehot=not masks)} if monai else {}
+            kind = "masks" if masks else "label map"
+            cases.append(Case(
+                "dice", f"dice ({kind}, softmax, per class)", f"{batch}x{c}x{size}x{size}",
+                lambda c=c, masks=masks: _segmentation(batch, c, size, device, masks=masks), {
+                    **_lossplug(lt.DiceLoss(from_logits=True, per_class=True, activation="softmax")),
+                    **native, **({} if masks else {"hand": hand_dice})},
+                baseline="native" if monai else "hand" if not masks else "lossplug (kernels off)",
+                note="native = MONAI DiceLoss(softmax, squared_pred, smooth 1e-5; to_onehot_y on label maps)"
+                if monai else "MONAI skipped (--quick)"))
     return cases
+
+
+# --- user subclasses: their own formula, derived -------------------------------------------------
+
+
+class FocalBCELoss(lt.BCELoss):
+    """docs/subclassing.md's focal BCE, as a user writes it."""
+
+    def __init__(self, *, gamma: float = 2.0, **params):
+        super().__init__(**params)
+        self.gamma = gamma
+
+    def terms(self, y_pred, y_true):
+        loss, weight = super().terms(y_pred, y_true)
+        p_t = torch.exp(-loss)
+        return (1 - p_t) ** self.gamma * loss, weight
+
+
+class DenominatorSmoothedDice(lt.DiceLoss):
+    """docs/subclassing.md's Dice rule 2I / (D + s)."""
+
+    def score(self, intersection, denominator):
+        return 2 * intersection / (denominator + self.smooth)
+
+
+def subclass_cases(n, seg, device) -> list[Case]:
+    """A subclass's derived kernel against the same subclass composed in eager torch ops."""
+    focal = FocalBCELoss(gamma=2.0, from_logits=True)
+    dice = DenominatorSmoothedDice(from_logits=True, per_class=True)
+    shape = f"{n:.0e}".replace("e+0", "e")
+    return [
+        Case("subclass", "FocalBCELoss(BCELoss), terms overridden", shape,
+             lambda: _logits(n, device, binary=True),
+             {"lossplug": focal, "eager": _with_fused_off(focal)}, baseline="eager"),
+        Case("subclass", "DiceLoss, score overridden", f"{seg['batch']}x4x{seg['size']}x{seg['size']}",
+             lambda: _segmentation(seg["batch"], 4, seg["size"], device),
+             {"lossplug": dice, "eager": _with_fused_off(dice)}, baseline="eager"),
+    ]
 
 
 # --- running a case -------------------------------------------------------------------------------
@@ -435,27 +447,28 @@ def train_rows(device, *, rounds, budget_s, steps_per_sample=10, monai=True) -> 
 
 
 def all_torch_rows(*, quick: bool, device: str, log: Callable[[str], None] = print) -> list[dict]:
-    """Every torch row; ``quick`` runs tiny sizes and few rounds so that CI finishes in seconds."""
+    """Every torch row over the grid; ``quick`` runs tiny sizes and few rounds (CI: seconds)."""
     if quick:
-        sizes, class_sizes, rounds, budget = [10_000], [10_000], 2, 0.2
+        sizes, class_shapes, rounds, budget = [10_000], [(1000, 10), (2, 4, 16, 16)], 2, 0.2
         seg = dict(batch=2, class_counts=[2, 4], size=32)
-        mem = dict(batch=2, classes=8, size=128)
-        compile_names, train_steps = ("mse",), 1
+        mem = dict(batch=2, class_counts=[8], size=128)
+        compile_names, train_steps, sub_n = ("mse",), 1, 10_000
     else:
-        sizes, class_sizes, rounds, budget = [10_000, 100_000, 1_000_000, 4_000_000, 10_000_000], \
-            [100_000, 1_000_000, 4_000_000], 30, 2.0
+        sizes, rounds, budget = [10_000, 100_000, 1_000_000, 10_000_000], 30, 2.0
+        # 2-D: about 4M logits at every C; 4-D: segmentation batches of 8 x 256 x 256
+        class_shapes = [(4_000_000 // c, c) for c in (2, 10)] + [(65_536, 64), (4_096, 1_000), (128, 32_000)]
+        class_shapes += [(8, c, 256, 256) for c in (2, 4, 8, 21)]
         seg = dict(batch=8, class_counts=[2, 4, 8, 16, 32], size=256)
-        mem = dict(batch=8, classes=8, size=256)
-        compile_names, train_steps = None, 10
-    target = sizes[-1] if quick else 4_000_000
+        mem = dict(batch=8, class_counts=[2, 8, 21, 32], size=256)
+        compile_names, train_steps, sub_n = None, 10, 4_000_000
     monai = not quick  # importing MONAI alone takes longer than the whole quick run
+    cases = elementwise_cases(sizes, device) + class_cases(class_shapes, device)
+    cases += dice_cases(device=device, monai=monai, **seg) + subclass_cases(sub_n, seg, device)
     rows = []
-    for case in elementwise_cases(sizes, device) + class_cases(class_sizes, device):
-        log(f"  {case.section:12s} {case.loss:38s} {case.shape}")
-        rows += run_case(case, rounds=rounds, budget_s=budget, device=device)
-    for case in dice_cases(device=device, monai=monai, **seg):
-        log(f"  {case.section:12s} {case.loss:38s} {case.shape}")
-        rows += run_case(case, rounds=rounds, budget_s=budget * 2, device=device)  # small C: all rounds
+    for case in cases:
+        log(f"  {case.section:12s} {case.loss:42s} {case.shape}")
+        slow = case.section in ("dice", "subclass") or len(case.shape.split("x")) == 4
+        rows += run_case(case, rounds=rounds, budget_s=budget * (2 if slow else 1), device=device)
     log("  training steps")
     # the 2% target is near this machine's round-to-round noise: three times the rounds
     rows += train_rows(device, rounds=3 * rounds, budget_s=budget * 6, steps_per_sample=train_steps,
@@ -463,7 +476,6 @@ def all_torch_rows(*, quick: bool, device: str, log: Callable[[str], None] = pri
     log("  torch.compile")
     rows += compile_rows(device, names=compile_names)
     log("  memory")  # last: it changes how glibc allocates for the rest of the process
-    rows += memory_cases(device=device, monai=monai, **mem)
-    for row in rows:
-        row.setdefault("target_size", row.get("numel") == target)
+    for c in mem["class_counts"]:
+        rows += memory_cases(device=device, monai=monai, batch=mem["batch"], classes=c, size=mem["size"])
     return rows

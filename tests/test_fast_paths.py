@@ -1,9 +1,10 @@
-"""The torch fast paths (lossplug.frameworks.fast_torch, one-hot-free Dice sums) give the reference values.
+"""The torch routes give the reference values: the derived kernels, torch's own kernels, the formula.
 
-Each fast path is checked against the float64 NumPy reference (lossplug.numpy) and against the
+Each route is checked against the float64 NumPy reference (lossplug.numpy) and against the
 composed formula's value and gradient; Dice on label maps also against a one-hot Dice written out
-here with NumPy and against MONAI. The compiled fused kernels (lossplug.frameworks.fused_torch) only run on
-large inputs, so the tests using them lower ``FUSED_MIN_NUMEL`` (fixture ``small_fused``).
+here with NumPy and against MONAI. The derived kernels (lossplug.frameworks.derived: the formula
+compiled with its gradient by torch.compile) only run on large inputs, so the tests using them
+lower ``DERIVED_MIN_NUMEL`` (fixture ``small_fused``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import torch
 
 import lossplug
 import lossplug.torch as lt
-from lossplug.frameworks import fast_torch as _fast_torch
+from lossplug.frameworks import compiled, derived
 from lossplug.frameworks.ops import get_backend
 
 XP = get_backend("torch")
@@ -40,15 +41,24 @@ FUSED, FUSED_IDS = ELEMENTWISE, IDS
 
 @pytest.fixture
 def small_fused(monkeypatch):
-    """Fused kernels from 64 elements on; a compile failure fails the test instead of falling back."""
-    monkeypatch.setattr(_fast_torch, "FUSED_MIN_NUMEL", dict.fromkeys(_fast_torch.FUSED_MIN_NUMEL, 64))
+    """Derived kernels from 64 elements on; a compile failure fails the test instead of falling back.
+
+    Compiled by ``aot_eager`` (the same traced value-and-gradient graph, no code generation: seconds
+    less per case); the tests that also take ``inductor`` run inductor's code."""
+    monkeypatch.setattr(derived, "DERIVED_MIN_NUMEL", 64)
+    monkeypatch.setattr(compiled, "BACKEND", "aot_eager")
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
         yield
 
 
+@pytest.fixture
+def inductor(small_fused, monkeypatch):
+    monkeypatch.setattr(compiled, "BACKEND", "inductor")
+
+
 def _is_fused(value):
-    return type(value.grad_fn).__name__ == "FusedLossBackward"
+    return type(value.grad_fn).__name__ == "DerivedLossBackward"
 
 
 def _inputs(kind, shape=(7, 23), dtype=torch.float64, seed=0):
@@ -176,6 +186,65 @@ def test_a_subclass_overriding_terms_is_not_bypassed(small_fused):
     np.testing.assert_allclose(DoubledMSE()(x, y).item(), 2 * lt.MSELoss()(x, y).item(), rtol=1e-12)
 
 
+class FocalBCELoss(lt.BCELoss):
+    """docs/subclassing.md's example, as a user writes it."""
+
+    def __init__(self, *, gamma: float = 2.0, **params):
+        super().__init__(**params)
+        self.gamma = gamma
+
+    def terms(self, y_pred, y_true):
+        loss, weight = super().terms(y_pred, y_true)
+        p_t = torch.exp(-loss)
+        return (1 - p_t) ** self.gamma * loss, weight
+
+
+class DenominatorSmoothedDice(lt.DiceLoss):
+    def score(self, intersection, denominator):
+        return 2 * intersection / (denominator + self.smooth)
+
+
+def _eager_focal(x, y, gamma):
+    """The focal BCE written out in torch ops, without lossplug."""
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(x, y, reduction="none")
+    return ((1 - torch.exp(-bce)) ** gamma * bce).mean()
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=str)
+@pytest.mark.parametrize("labels", ["int64", "float"])
+def test_a_subclass_gets_the_derived_kernel_of_its_own_formula(inductor, dtype, labels):
+    """terms overridden: the derived kernel of the subclass's formula runs, with its values and
+    gradients; the base class's input handling (int64 targets) comes with it; gamma = 0 is BCE."""
+    x, y = _inputs("logits", shape=(16, 33), dtype=dtype)
+    y = (y > 0.5).to(torch.int64 if labels == "int64" else dtype)
+    loss = FocalBCELoss(gamma=2.0, from_logits=True)
+    value, grad = _value_and_grad(loss, x, y)
+    assert _is_fused(value)
+    expected, expected_grad = _value_and_grad(lambda a, b: _eager_focal(a, b.to(dtype), 2.0), x, y)
+    tol = {} if dtype == torch.float64 else {"rtol": 2e-6, "atol": 1e-8}
+    torch.testing.assert_close(value, expected, **tol)
+    torch.testing.assert_close(grad, expected_grad, **tol)
+    loss.gamma = 0.0  # a new attribute value: dynamo's guard sees it, the kernel follows
+    torch.testing.assert_close(_value_and_grad(loss, x, y)[0], lt.BCELoss(from_logits=True)(x, y.to(dtype)))
+
+
+def test_a_dice_subclass_with_its_own_score_gets_its_derived_kernel(small_fused):
+    g = torch.Generator().manual_seed(7)
+    x = torch.randn(3, 4, 6, 5, generator=g, dtype=torch.float64)
+    labels = torch.randint(0, 4, (3, 6, 5), generator=g)
+    value, grad = _value_and_grad(DenominatorSmoothedDice(from_logits=True, smooth=0.5), x, labels)
+    assert _is_fused(value)
+
+    def by_hand(a, b):
+        p, y = torch.softmax(a, 1), torch.nn.functional.one_hot(b, 4).movedim(-1, 1).to(a.dtype)
+        inter, den = (p * y).sum((1, 2, 3)), (p * p).sum((1, 2, 3)) + (y * y).sum((1, 2, 3))
+        return (1 - 2 * inter / (den + 0.5)).mean()
+
+    expected, expected_grad = _value_and_grad(by_hand, x, labels)
+    torch.testing.assert_close(value, expected)
+    torch.testing.assert_close(grad, expected_grad)
+
+
 # --- class losses and KL: fused kernels, or torch's kernels with lossplug's reduction rules ---------
 
 
@@ -183,7 +252,8 @@ def test_a_subclass_overriding_terms_is_not_bypassed(small_fused):
 def route(request, monkeypatch):
     """Run a test through the fused kernel (asserting it ran) and through torch's own kernels."""
     if request.param == "fused":
-        monkeypatch.setattr(_fast_torch, "FUSED_MIN_NUMEL", dict.fromkeys(_fast_torch.FUSED_MIN_NUMEL, 64))
+        monkeypatch.setattr(derived, "DERIVED_MIN_NUMEL", 64)
+        monkeypatch.setattr(compiled, "BACKEND", "aot_eager")
         with warnings.catch_warnings():
             warnings.simplefilter("error", RuntimeWarning)
             yield lambda value: _is_fused(value)
@@ -549,9 +619,9 @@ def test_fused_kernels_switch(small_fused, monkeypatch):
 FALLBACK = """
 import warnings, torch, torch._inductor.config as config
 import lossplug.torch as lt
-from lossplug.frameworks import fast_torch as _fast_torch
+from lossplug.frameworks import derived
 config.cpp.cxx = ("/nonexistent/c++",)
-_fast_torch.FUSED_MIN_NUMEL = dict.fromkeys(_fast_torch.FUSED_MIN_NUMEL, 64)
+derived.DERIVED_MIN_NUMEL = 64
 x = torch.randn(50, 40, dtype=torch.float64, requires_grad=True)
 y = torch.randn(50, 40, dtype=torch.float64)
 with warnings.catch_warnings(record=True) as caught:
@@ -561,8 +631,8 @@ with warnings.catch_warnings(record=True) as caught:
     again = lt.HuberLoss()(x, y)
 expected = torch.nn.functional.huber_loss(x, y)
 assert abs(value.item() - expected.item()) < 1e-12, (value, expected)
-assert type(value.grad_fn).__name__ != "FusedLossBackward"
-messages = [str(w.message) for w in caught if "fused kernel" in str(w.message)]
+assert type(value.grad_fn).__name__ != "DerivedLossBackward"
+messages = [str(w.message) for w in caught if "derived kernel" in str(w.message)]
 assert len(messages) == 1, messages
 print(messages[0])
 """
@@ -578,7 +648,7 @@ def test_a_failed_compile_falls_back_to_torch_kernels(tmp_path):
     proc = subprocess.run([sys.executable, "-c", FALLBACK], env=env, capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "compiling the fused kernel _huber failed" in proc.stdout
+    assert "compiling the derived kernel of HuberLoss failed" in proc.stdout
 
 
 # --- torch.func transforms: no fused kernel, no custom autograd function, no value check ----------
@@ -627,7 +697,7 @@ def test_past_the_recompile_limit_the_torch_kernels_take_over(small_fused):
     finally:
         torch._dynamo.reset()
     assert not _is_fused(value)
-    assert any("running the fused kernel _huber failed" in str(w.message) for w in caught)
+    assert any("running the derived kernel of HuberLoss failed" in str(w.message) for w in caught)
     expected, expected_grad = _value_and_grad(torch.nn.functional.huber_loss, x, y)
     np.testing.assert_allclose(value.item(), expected.item(), rtol=1e-12)
     torch.testing.assert_close(grad, expected_grad)
@@ -647,26 +717,22 @@ def test_fused_kernels_switched_off_between_forward_and_second_backward(small_fu
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
-def test_every_fused_kernel_keeps_the_input_dtype(small_fused, dtype):
-    """The gradient comes out in the input's dtype (a float64 one would cost time and memory)."""
-    from lossplug.frameworks.fused_torch import KERNELS
-
-    x, y = _inputs("probabilities", shape=(8, 12), dtype=dtype)
-    c = torch.tensor([0.01, 0.5, 1.5, 0.1, 1e-7], dtype=torch.float64)
-    xc, yc = _class_case("soft", (4, 3, 8), dtype)
-    labels = torch.randint(0, 3, (4, 1, 8))
-    w = torch.tensor([1.0, 2.0, 0.5], dtype=dtype).view(1, 3, 1)
-    args = {
-        "mse": (x, y, c), "mae": (x, y, c), "huber": (x, y, c), "bce_logits": (x, y, c),
-        "bce_logits_plain": (x, y, c),
-        "bce_probs": (x, y, c), "categorical": (xc, yc, w, c), "sparse": (xc, labels, w, torch.tensor(1), c),
-        "kl_logits": (xc, yc, c), "kl_probs": (torch.softmax(xc, 1), yc, c),
-    }
-    assert set(args) == set(KERNELS)
-    for name, kernel in KERNELS.items():
-        out = kernel.run(*args[name])
-        assert out[0].dtype == torch.float64, name
-        assert out[1].dtype == dtype and out[1].shape == args[name][0].shape, name
+def test_every_derived_kernel_keeps_the_input_dtype(inductor, dtype):
+    """Value and gradient come out in the input's dtype (a float64 one would cost time and memory)."""
+    cases = [(lossplug.get(name, "torch", **kw), kind) for name, kw, kind in ELEMENTWISE] + CLASS_FUSED
+    for module, kind in cases:
+        if kind in ("regression", "logits", "probabilities"):
+            x, y = _inputs(kind, shape=(8, 12), dtype=dtype)
+        else:
+            x, y = _class_case(kind, (4, 3, 8), dtype)
+        value, grad = _value_and_grad(module, x, y)
+        assert _is_fused(value), module
+        assert value.dtype == dtype and grad.dtype == dtype and grad.shape == x.shape, module
+        with lt.fused_kernels(False):
+            expected, expected_grad = _value_and_grad(module, x, y)
+        tol = {} if dtype == torch.float64 else {"rtol": 1e-5, "atol": 1e-7}
+        torch.testing.assert_close(value, expected, **tol)  # inductor's code: the formula's numbers
+        torch.testing.assert_close(grad, expected_grad, **tol)
 
 
 @pytest.mark.parametrize("kw", [{}, {"class_weights": [1.0, 2.0, 0.5, 3.0, 1.0]}, {"reduction": "sum"},

@@ -1,9 +1,10 @@
-"""Dice on integer label maps through the compiled kernels of lossplug.frameworks.fused_dice (torch, CPU).
+"""Dice on integer label maps through the derived kernel (lossplug.frameworks.derived; torch, CPU).
 
 Values and gradients are checked against a one-hot Dice written out here with torch ops (float64,
 autograd gives its gradient), against MONAI's DiceLoss (float32 and float64) and against the
 composed path (``fused_kernels(False)``); double backward by gradgradcheck. Each test also checks
-that the fused function really ran (its backward node is in the autograd graph).
+that the derived kernel really ran (its backward node is in the autograd graph); the inputs are
+small, so ``DERIVED_MIN_NUMEL`` is lowered for every test of this file.
 """
 
 from __future__ import annotations
@@ -14,8 +15,22 @@ import torch.nn.functional as F
 from monai.losses import DiceLoss as MonaiDiceLoss  # the bench extra; .[dev] installs it
 
 import lossplug.torch as lt
+from lossplug.frameworks import compiled, derived
 
-FUSED_NODE = "_FusedLabelSumsBackward"
+FUSED_NODE = "DerivedLossBackward"
+
+
+@pytest.fixture(autouse=True)
+def small_inputs_derived(monkeypatch):
+    """Derived kernels on these small inputs, compiled by aot_eager (the traced value-and-gradient
+    graph without code generation) except in the tests that take ``inductor``."""
+    monkeypatch.setattr(derived, "DERIVED_MIN_NUMEL", 16)
+    monkeypatch.setattr(compiled, "BACKEND", "aot_eager")
+
+
+@pytest.fixture
+def inductor(monkeypatch):
+    monkeypatch.setattr(compiled, "BACKEND", "inductor")
 
 
 def _graph_names(value):
@@ -119,7 +134,7 @@ def test_fused_matches_one_hot_dice_float64(activation, kw):
 @pytest.mark.parametrize("activation", ACTIVATIONS, ids=str)
 @pytest.mark.parametrize("kw", [{}, {"per_class": True, "ignore_index": 255, "include_background": False}],
                          ids=str)
-def test_fused_matches_the_composed_path_float32(activation, kw):
+def test_fused_matches_the_composed_path_float32(inductor, activation, kw):
     x, labels = _inputs(activation, kw, shape=(2, 5, 17, 19), dtype=torch.float32)
     module = _module(activation, **kw)
     value, grad = _fused_value_and_grad(module, x, labels)
@@ -232,7 +247,7 @@ def test_under_no_grad_and_with_a_scaled_output():
     torch.testing.assert_close(x.grad, ref_x.grad, rtol=1e-10, atol=1e-14)
 
 
-def test_bf16_autocast_and_bf16_input():
+def test_bf16_autocast_and_bf16_input(inductor):
     """Under CPU autocast the sums stay float32 (the kernel runs with autocast off)."""
     x, labels = _seg((2, 4, 8, 8), seed=10, dtype=torch.float32)
     module = lt.DiceLoss(from_logits=True, per_class=True)
@@ -269,23 +284,29 @@ def test_torch_compile_composes_the_sums_without_graph_breaks():
     torch.testing.assert_close(grad, eager_grad, rtol=1e-10, atol=1e-14)
 
 
-def test_a_kernel_past_its_recompile_limit_runs_eagerly():
-    """A second dtype needs a second compilation; with the limit at 1 dynamo refuses it, the eager
-    function runs instead and gives the same values."""
+def test_a_kernel_past_its_recompile_limit_runs_the_composed_formula(inductor):
+    """A second dtype needs a second compilation; with the limit at 1 dynamo refuses it: one warning,
+    the composed formula runs instead and gives the same values."""
     torch._dynamo.reset()
     module = lt.DiceLoss(from_logits=True, per_class=True)
-    with torch._dynamo.config.patch(recompile_limit=1):
-        _check_float32_then_float64(module)
-    torch._dynamo.reset()
+    try:
+        with torch._dynamo.config.patch(recompile_limit=1), pytest.warns(RuntimeWarning, match="derived"):
+            _check_float32_then_float64(module, derived_float64=False)
+    finally:
+        torch._dynamo.reset()
 
 
-def _check_float32_then_float64(module):
+def _check_float32_then_float64(module, derived_float64=True):
     for dtype in (torch.float32, torch.float64):
         x, labels = _seg(seed=13, dtype=dtype)
-        value, grad = _fused_value_and_grad(module, x, labels)
+        if dtype == torch.float32 or derived_float64:
+            value, grad = _fused_value_and_grad(module, x, labels)
+        else:
+            value, grad = _value_and_grad(module, x, labels)
+            assert FUSED_NODE not in _graph_names(value)
         ref, ref_grad = _value_and_grad(lambda a, b: one_hot_dice(a, b, per_class=True), x.double(), labels)
         tol = {"rtol": 1e-12, "atol": 1e-14} if dtype == torch.float64 else {"rtol": 1e-5, "atol": 1e-8}
-        torch.testing.assert_close(value.double(), ref.detach(), **tol)
+        torch.testing.assert_close(value.detach().double(), ref.detach(), **tol)
         torch.testing.assert_close(grad.double(), ref_grad, **tol)
 
 
@@ -311,7 +332,7 @@ def test_out_of_range_labels_raise_the_composed_error(bad, kw):
 
 
 def test_the_fused_route_takes_no_separate_pass_over_the_labels(monkeypatch):
-    from lossplug.frameworks import fast_torch as _fast_torch
+    from lossplug import torch as _lossplug_torch
 
     g = torch.Generator().manual_seed(5)
     x = torch.randn(2, 3, 8, 8, generator=g, requires_grad=True)
@@ -323,7 +344,7 @@ def test_the_fused_route_takes_no_separate_pass_over_the_labels(monkeypatch):
     def no_pass(t):
         raise AssertionError("a separate min/max pass over the inputs")
 
-    monkeypatch.setattr(_fast_torch._xp, "minmax", no_pass)
+    monkeypatch.setattr(_lossplug_torch._xp, "minmax", no_pass)
     value = loss(x, labels)
     assert FUSED_NODE in _graph_names(value)
     assert value.item() == expected

@@ -38,6 +38,12 @@ def _log_probs(xp, y_pred, *, from_logits, eps, axis):
     return xp.log(xp.clip(y_pred, eps, 1.0 - eps))
 
 
+def _shifted_logsumexp(xp, logits, axis):
+    """``z = x - max x`` along ``axis`` (the max held constant) and ``log sum exp z``."""
+    z = logits - xp.stop_gradient(xp.max(logits, axis=axis, keepdims=True))
+    return z, xp.log(xp.sum(xp.exp(z), axis=axis))
+
+
 def _broadcast_weights(xp, class_weights, like, axis):
     """Class weights shaped to broadcast along ``axis`` of ``like``."""
     shape = [1] * len(xp.shape(like))
@@ -56,17 +62,18 @@ def categorical_ce(
     (:math:`y_{\text{ignore}} > 0.5`) counts neither in the sum nor in the mean.
     """
     num_classes = xp.shape(y_pred)[axis]
-    log_p = _log_probs(xp, y_pred, from_logits=from_logits, eps=eps, axis=axis)
     y = y_true
     if label_smoothing:
         y = y * (1.0 - label_smoothing) + label_smoothing / num_classes
     weight = None
     if class_weights is not None:
         w = _broadcast_weights(xp, class_weights, y_pred, axis)
-        loss = -xp.sum(w * y * log_p, axis=axis)
-        weight = xp.sum(w * y_true, axis=axis)
+        y, weight = w * y, xp.sum(w * y_true, axis=axis)
+    if from_logits:  # sum_c y_c (lse - z_c): two sums of non-negative terms, no log-softmax tensor
+        z, lse = _shifted_logsumexp(xp, y_pred, axis)
+        loss = xp.sum(y, axis=axis) * lse - xp.sum(y * z, axis=axis)
     else:
-        loss = -xp.sum(y * log_p, axis=axis)
+        loss = -xp.sum(y * _log_probs(xp, y_pred, from_logits=False, eps=eps, axis=axis), axis=axis)
     if ignore_index is not None:
         keep = xp.cast_like(xp.select(y_true, ignore_index, axis) <= 0.5, loss)
         loss = loss * keep
@@ -90,8 +97,12 @@ def sparse_categorical_ce(
         keep = labels != ignore_index
         labels = xp.where(keep, labels, 0 * labels)
     index = xp.expand_dims(labels, axis)
-    if from_logits or label_smoothing:
-        log_p = _log_probs(xp, y_pred, from_logits=from_logits, eps=eps, axis=axis)
+    if from_logits:  # lse(z) - z_label, z = x - max x: no log-softmax tensor
+        z, lse = _shifted_logsumexp(xp, y_pred, axis)
+        log_p = None
+        nll = lse - xp.squeeze(xp.take_along_axis(z, index, axis), axis)
+    elif label_smoothing:
+        log_p = _log_probs(xp, y_pred, from_logits=False, eps=eps, axis=axis)
         nll = -xp.squeeze(xp.take_along_axis(log_p, index, axis), axis)
     else:  # gather first: only one probability per sample is clipped and logged
         p = xp.squeeze(xp.take_along_axis(y_pred, index, axis), axis)
@@ -101,8 +112,8 @@ def sparse_categorical_ce(
         weight = xp.take(xp.constant(class_weights, y_pred), labels)
         nll = nll * weight
     loss = nll
-    if label_smoothing:
-        terms = -log_p
+    if label_smoothing:  # (1/C) sum_c -w_c log p_c, as torch does
+        terms = xp.expand_dims(lse, axis) - z if log_p is None else -log_p
         if class_weights is not None:
             terms = terms * _broadcast_weights(xp, class_weights, y_pred, axis)
         smooth = xp.sum(terms, axis=axis) / num_classes

@@ -9,12 +9,15 @@ def kl_div(xp, y_pred, y_true, *, from_logits, log_input, axis, eps):
     ``q`` may come as probabilities (clipped to :math:`[\epsilon, 1]`), logits (log-softmax) or
     log-probabilities (``log_input``). Terms with :math:`p_c = 0` are 0, as the limit says.
     """
-    if from_logits:
-        log_q = xp.log_softmax(y_pred, axis)
-    elif log_input:
-        log_q = y_pred
-    else:
-        log_q = xp.log(xp.clip(y_pred, eps, 1.0))
+    if not (from_logits or log_input):
+        # one log per term, of p / q: q is clipped to [eps, 1], so p / q >= p, and the terms with p
+        # below the smallest normal number count 0 (as p = 0 does), so p / q is never subnormal,
+        # which XLA's CPU code flushes to 0 (log 0 = -inf)
+        positive = y_true >= xp.smallest_normal(y_pred)
+        q = xp.clip(y_pred, eps, 1.0)
+        ratio = xp.where(positive, y_true, 1.0 + 0 * y_true) / xp.where(positive, q, 1.0 + 0 * q)
+        return xp.sum(y_true * xp.log(ratio), axis=axis), None
+    log_q = xp.log_softmax(y_pred, axis) if from_logits else y_pred
     positive = y_true > 0
     safe_p = xp.where(positive, y_true, 1.0 + 0 * y_true)
     terms = xp.where(positive, y_true * (xp.log(safe_p) - log_q), 0 * log_q)

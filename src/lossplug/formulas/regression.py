@@ -14,10 +14,12 @@ def mae(xp, y_pred, y_true):
 
 
 def huber(xp, y_pred, y_true, *, delta):
-    r"""Huber: :math:`\tfrac12 q^2 + \delta(|e| - q)` with :math:`q = \min(|e|, \delta)`.
+    r"""Huber: :math:`\tfrac12 e^2` where :math:`|e| \le \delta`, else :math:`\delta|e| - \tfrac12\delta^2`.
 
-    Written with ``min`` rather than a branch, so the gradient is exact on both sides of delta.
+    The same as :math:`\tfrac12 q^2 + \delta(|e| - q)`, :math:`q = \min(|e|, \delta)`; written as one
+    select, which XLA and inductor compile into a single elementwise loop. Both sides give the
+    gradient :math:`\delta\,\mathrm{sign}(e)` at :math:`|e| = \delta`.
     """
-    err = xp.abs(y_pred - y_true)
-    q = xp.minimum(err, delta)
-    return 0.5 * xp.square(q) + delta * (err - q), None
+    err = y_pred - y_true
+    abs_err = xp.abs(err)
+    return xp.where(abs_err <= delta, 0.5 * xp.square(err), delta * abs_err - 0.5 * delta * delta), None

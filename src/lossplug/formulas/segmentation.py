@@ -1,4 +1,9 @@
-"""Dice loss."""
+r"""The overlap losses: Dice, Tversky, soft Jaccard and generalized Dice.
+
+All four are made of the same three sums per sample (or per sample and class), taken once by
+``overlap_sums``: :math:`TP = \sum \hat y y`, :math:`P = \sum \hat y` and :math:`Y = \sum y`
+(squares for Dice's ``squared=True``), from masks or from integer label maps without a one-hot.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,11 @@ def dice_score(xp, intersection, denominator, smooth):
 
     This is the extension point a subclass overrides for another smoothing rule.
     """
-    num, den = 2.0 * intersection + smooth, denominator + smooth
+    return _ratio(xp, 2.0 * intersection + smooth, denominator + smooth)
+
+
+def _ratio(xp, num, den):
+    """``num / den``, and 1 where ``den`` is 0 (nothing predicted, nothing to find: a perfect score)."""
     positive = den > 0
     one = 1.0 + 0.0 * den
     return xp.where(positive, num / xp.where(positive, den, one), one)
@@ -26,6 +35,106 @@ def dice(
     encoding would be, but without building it where the backend has ``sum_by_label``). Positions
     labelled ``ignore_index`` are removed from numerator and denominator.
     """
+    tp, p_sum, y_sum = overlap_sums(
+        xp, y_pred, y_true, from_logits=from_logits, activation=activation, axis=axis, squared=squared,
+        per_class=per_class, include_background=include_background, ignore_index=ignore_index,
+    )
+    intersection, denominator = aggregate(xp, (tp, p_sum + y_sum), aggregation, sync_dist)
+    loss = 1.0 - score(xp, intersection, denominator, smooth)
+    return class_mean(xp, loss, per_class, class_weights, include_background), None
+
+
+def tversky(
+    xp, y_pred, y_true, *, from_logits, alpha, beta, gamma, smooth, aggregation, per_class,
+    class_weights, include_background, activation, ignore_index, axis, sync_dist,
+):
+    r"""Tversky loss :math:`(1 - (TP + s)/(TP + \alpha FP + \beta FN + s))^\gamma`.
+
+    :math:`FP = \sum\hat y(1 - y) = P - TP`, :math:`FN = \sum(1 - \hat y)y = Y - TP`; ``gamma != 1``
+    is the focal Tversky loss (the power is taken per class with ``per_class``, then averaged).
+    ``alpha = beta = 0.5`` is Dice with ``squared=False`` and smoothing ``2s``.
+    """
+    tp, p_sum, y_sum = overlap_sums(
+        xp, y_pred, y_true, from_logits=from_logits, activation=activation, axis=axis, squared=False,
+        per_class=per_class, include_background=include_background, ignore_index=ignore_index,
+    )
+    tp, p_sum, y_sum = aggregate(xp, (tp, p_sum, y_sum), aggregation, sync_dist)
+    den = tp + alpha * (p_sum - tp) + beta * (y_sum - tp) + smooth
+    loss = 1.0 - _ratio(xp, tp + smooth, den)
+    if gamma != 1.0:
+        # the rounding of P - TP can leave loss a hair below 0; at 0 the power and (for gamma < 1)
+        # its gradient are taken at 1 instead, and the value set to 0
+        positive = loss > 0
+        loss = xp.where(positive, xp.power(xp.where(positive, loss, 1.0 + 0.0 * loss), gamma), 0.0 * loss)
+    return class_mean(xp, loss, per_class, class_weights, include_background), None
+
+
+def jaccard(
+    xp, y_pred, y_true, *, from_logits, smooth, aggregation, per_class, class_weights,
+    include_background, activation, ignore_index, axis, sync_dist,
+):
+    r"""Soft Jaccard (IoU) loss :math:`1 - (I + s)/(\sum\hat y + \sum y - I + s)`, :math:`I = \sum\hat y y`.
+
+    ``smooth=s`` is MONAI's ``DiceLoss(jaccard=True, smooth_nr=2s, smooth_dr=2s)``.
+    """
+    tp, p_sum, y_sum = overlap_sums(
+        xp, y_pred, y_true, from_logits=from_logits, activation=activation, axis=axis, squared=False,
+        per_class=per_class, include_background=include_background, ignore_index=ignore_index,
+    )
+    tp, total = aggregate(xp, (tp, p_sum + y_sum), aggregation, sync_dist)
+    loss = 1.0 - _ratio(xp, tp + smooth, total - tp + smooth)
+    return class_mean(xp, loss, per_class, class_weights, include_background), None
+
+
+def generalized_dice(
+    xp, y_pred, y_true, *, from_logits, smooth, weight_type, aggregation, class_weights,
+    include_background, activation, ignore_index, axis, sync_dist,
+):
+    r"""Generalized Dice loss :math:`1 - (2\sum_c w_c I_c + s)/(\sum_c w_c(\sum\hat y_c + \sum y_c) + s)`.
+
+    Sums per class over the spatial axes (and the batch, with ``aggregation="batch"``); the class
+    weight :math:`w_c` is :math:`1/Y_c^2` (``"square"``), :math:`1/Y_c` (``"simple"``) or 1
+    (``"uniform"``), times ``class_weights`` where given. A class absent from ``y`` (:math:`Y_c = 0`)
+    takes the largest weight of the present ones, as MONAI's ``GeneralizedDiceLoss`` does.
+    """
+    tp, p_sum, y_sum = overlap_sums(
+        xp, y_pred, y_true, from_logits=from_logits, activation=activation, axis=axis, squared=False,
+        per_class=True, include_background=include_background, ignore_index=ignore_index,
+    )
+    tp, total, y_sum = aggregate(xp, (tp, p_sum + y_sum, y_sum), aggregation, sync_dist)
+    w = _generalized_weights(xp, y_sum, weight_type)
+    if class_weights is not None:
+        w = w * xp.constant(class_weights if include_background else class_weights[1:], w)
+    num = 2.0 * xp.sum(w * tp, axis=-1) + smooth
+    return 1.0 - _ratio(xp, num, xp.sum(w * total, axis=-1) + smooth), None
+
+
+def _generalized_weights(xp, y_sum, weight_type):
+    """Generalized Dice's class weights from the target sums ``(..., C)``."""
+    one = 1.0 + 0.0 * y_sum
+    if weight_type == "uniform":
+        return one
+    present = y_sum > 0
+    safe = xp.where(present, y_sum, one)
+    w = xp.where(present, 1.0 / (xp.square(safe) if weight_type == "square" else safe), 0.0 * one)
+    largest = xp.max(w, axis=-1, keepdims=True)
+    return xp.where(present, w, largest + 0.0 * w)
+
+
+def overlap_sums(
+    xp, y_pred, y_true, *, from_logits, activation, axis, squared, per_class, include_background,
+    ignore_index,
+):
+    r"""The sums of every overlap loss: :math:`TP = \sum\hat y y`, :math:`P = \sum\hat y`, :math:`Y = \sum y`.
+
+    ``squared=True`` gives :math:`\sum\hat y^2` and :math:`\sum y^2` instead. Each is ``(N,)``
+    (sums over every non-batch axis) or, with ``per_class``, ``(N, C)`` (sums over the spatial
+    axes; ``C - 1`` columns without the background). ``y_true`` is either shaped like ``y_pred``
+    (binary, multilabel or one-hot masks) or an integer label map without the class axis,
+    compared class by class along ``axis`` (as its one-hot encoding would be, but without building
+    it where the backend has ``sum_by_label``). Positions labelled ``ignore_index`` count in no sum.
+    With ``from_logits``, ``activation="auto"`` is softmax for label maps with C > 1, else sigmoid.
+    """
     ndim = len(xp.shape(y_pred))
     label_map = len(xp.shape(y_true)) == ndim - 1
     num_classes = xp.shape(y_pred)[axis] if ndim > 1 else 1
@@ -35,29 +144,36 @@ def dice(
         act = "softmax" if softmax else "sigmoid"
 
     if label_map and num_classes > 1 and axis != 0 and (not per_class or hasattr(xp, "sum_by_label")):
-        intersection, denominator = _label_map_sums(
+        return _label_map_sums(
             xp, y_pred, y_true, activation=act, num_classes=num_classes, axis=axis, squared=squared,
             per_class=per_class, include_background=include_background, ignore_index=ignore_index,
         )
-    else:
-        intersection, denominator = _mask_sums(
-            xp, _activate(xp, y_pred, act, axis), y_true, label_map=label_map, num_classes=num_classes,
-            axis=axis, squared=squared,
-            per_class=per_class, include_background=include_background, ignore_index=ignore_index,
-        )
-    if aggregation == "batch":
-        intersection, denominator = xp.sum(intersection, axis=0), xp.sum(denominator, axis=0)
-        if sync_dist:
-            intersection, denominator = xp.all_reduce_sum(intersection), xp.all_reduce_sum(denominator)
-    loss = 1.0 - score(xp, intersection, denominator, smooth)
+    return _mask_sums(
+        xp, _activate(xp, y_pred, act, axis), y_true, label_map=label_map, num_classes=num_classes,
+        axis=axis, squared=squared,
+        per_class=per_class, include_background=include_background, ignore_index=ignore_index,
+    )
 
-    if per_class:  # loss is (N, C) or (C,): average over the class axis, now the last one
-        if class_weights is None:
-            return xp.mean(loss, axis=-1), None
-        weights = class_weights if include_background else class_weights[1:]
-        w = xp.constant(weights, loss)
-        return xp.sum(w * loss, axis=-1) / xp.sum(w), None
-    return loss, None
+
+def aggregate(xp, sums, aggregation, sync_dist):
+    """``aggregation="batch"``: each sum over the batch axis (and, with ``sync_dist``, over processes)."""
+    if aggregation != "batch":
+        return tuple(sums)
+    sums = tuple(xp.sum(s, axis=0) for s in sums)
+    if sync_dist:
+        sums = tuple(xp.all_reduce_sum(s) for s in sums)
+    return sums
+
+
+def class_mean(xp, loss, per_class, class_weights, include_background):
+    """With ``per_class``, ``loss`` is ``(N, C)`` or ``(C,)``: its mean over classes (``class_weights``)."""
+    if not per_class:
+        return loss
+    if class_weights is None:
+        return xp.mean(loss, axis=-1)
+    weights = class_weights if include_background else class_weights[1:]
+    w = xp.constant(weights, loss)
+    return xp.sum(w * loss, axis=-1) / xp.sum(w)
 
 
 def _activate(xp, y_pred, activation, axis):
@@ -69,7 +185,7 @@ def _activate(xp, y_pred, activation, axis):
 def _mask_sums(
     xp, p, y_true, *, label_map, num_classes, axis, squared, per_class, include_background, ignore_index
 ):
-    """Intersection and denominator from a mask ``y`` shaped like ``p`` (label maps one-hot encoded)."""
+    """The three sums from a mask ``y`` shaped like ``p`` (label maps one-hot encoded)."""
     ndim = len(xp.shape(p))
     keep = None
     if label_map:
@@ -94,10 +210,8 @@ def _mask_sums(
     axes = tuple(a for a in range(1, ndim) if not (per_class and a == axis % ndim))
     intersection = _sum(xp, p * y, axes)
     if squared:
-        denominator = _sum(xp, xp.square(p), axes) + _sum(xp, xp.square(y), axes)
-    else:
-        denominator = _sum(xp, p, axes) + _sum(xp, y, axes)
-    return intersection, denominator
+        return intersection, _sum(xp, xp.square(p), axes), _sum(xp, xp.square(y), axes)
+    return intersection, _sum(xp, p, axes), _sum(xp, y, axes)
 
 
 def _label_map_sums(
@@ -108,8 +222,7 @@ def _label_map_sums(
 
     For a one-hot ``y``: :math:`\sum_c p_c y_c = p_{\text{label}}` (a gather) and
     :math:`\sum_c y_c^2 = \sum_c y_c = 1` per counted position; per class, both are sums
-    grouped by label (``xp.sum_by_label``). A backend with ``label_class_sums`` (torch, class
-    axis 1) computes all per-class sums of ``activation(y_pred)`` in one fused kernel instead.
+    grouped by label (``xp.sum_by_label``).
     """
     ndim = len(xp.shape(y_pred))
     labels = xp.cast_int(y_true)
@@ -118,14 +231,6 @@ def _label_map_sums(
         keep = labels != ignore_index
         labels = xp.where(keep, labels, 0 * labels)
         counted = xp.cast_like(keep, y_pred)
-    if axis == 1 and hasattr(xp, "label_class_sums"):  # torch: per-class sums in one fused kernel
-        sums = xp.label_class_sums(y_pred, labels, counted, num_classes, squared, activation)  # (N, C)
-        if not include_background:
-            sums = [xp.slice_axis(t, 1, 1) for t in sums]
-        if not per_class:
-            sums = [xp.sum(t, axis=1) for t in sums]
-        intersection, p_terms, y_terms = sums
-        return intersection, p_terms + y_terms
     p = _activate(xp, y_pred, activation, axis)
     if counted is not None:
         p = p * xp.expand_dims(counted, axis)
@@ -150,7 +255,7 @@ def _label_map_sums(
         label_axes = tuple(range(1, ndim - 1))
         intersection, y_terms = _sum(xp, at_label, label_axes), _sum(xp, counted, label_axes)
         p_axes = tuple(range(1, ndim))
-    return intersection, _sum(xp, p_terms, p_axes) + y_terms
+    return intersection, _sum(xp, p_terms, p_axes), y_terms
 
 
 def _sum(xp, x, axes):

@@ -1,25 +1,26 @@
-"""Fused loss kernels compiled by torch's own compiler (``torch.compile`` with inductor).
+"""Compiling the derived kernels (``lossplug.frameworks.derived``) with ``torch.compile``/inductor.
 
-A fused kernel is a plain torch function that returns a loss *and* its gradient (and the input
-ranges the value checks need); inductor turns it into one loop that reads each input once and
-writes the gradient once, where torch's own losses make a forward pass and a backward pass with
-temporaries in between. The function is compiled on its first call (seconds; inductor caches the
-result on disk, so later processes load it) with dynamic shapes, so one compilation serves every
-batch size.
-
-Compiling needs a C++ compiler on CPU. Where compiling a kernel fails, lossplug warns and uses
-torch's own kernels for that loss from then on; ``fused_kernels(False)`` (or
-``LOSSPLUG_FUSED_KERNELS=0`` in the environment) turns the fused kernels off.
+A kernel is compiled on its first call (seconds; inductor caches the result on disk, so later
+processes load it) with dynamic shapes, so one compilation serves every batch size. Compiling needs
+a C++ compiler on the CPU (Triton on a GPU). Where compiling fails, lossplug warns once and that loss
+runs its composed formula from then on; ``fused_kernels(False)`` (or ``LOSSPLUG_FUSED_KERNELS=0``
+in the environment) turns the compiled kernels off.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import warnings
 
 import torch
 
+_log = logging.getLogger("lossplug")
+BACKEND = os.environ.get("LOSSPLUG_COMPILE_BACKEND", "inductor")
+"""torch.compile's backend for the kernels: inductor (C++/OpenMP loops on the CPU, Triton on a GPU).
+The tests run most derivation cases through ``"aot_eager"`` (the same traced gradient graph, no
+code generation) and a set of every loss family through inductor."""
 _ENABLED = os.environ.get("LOSSPLUG_FUSED_KERNELS", "1").strip().lower() not in ("0", "false", "no", "off")
 
 
@@ -33,10 +34,10 @@ def _restore(previous):
 
 
 def fused_kernels(enabled: bool):
-    """Turn lossplug's compiled fused kernels on or off (torch, CPU); they are on by default.
+    """Turn lossplug's compiled kernels on or off (torch, CPU and CUDA); they are on by default.
 
-    Off, the losses run torch's own kernels (``F.mse_loss``, ``F.cross_entropy``, ...), which give
-    the same values. Usable as a plain call or as a context manager restoring the previous setting.
+    Off, the losses run their composed formulas in eager torch ops, which give the same values.
+    Usable as a plain call or as a context manager restoring the previous setting.
     """
     global _ENABLED
     previous, _ENABLED = _ENABLED, bool(enabled)
@@ -58,44 +59,71 @@ def functorch_active() -> bool:
     return torch._C._functorch.peek_interpreter_stack() is not None
 
 
+_KERNELS: list[Kernel] = []
+
+
+def failures() -> list[str]:
+    """Why kernels of this process could not be compiled (none: an empty list)."""
+    return [k.failure for k in _KERNELS if k.failure]
+
+
 class Kernel:
     """A torch function compiled on first use; ``Kernel.run`` gives ``None`` instead of failing."""
 
-    def __init__(self, fn):
+    def __init__(self, fn, label: str | None = None):
+        _KERNELS.append(self)
         self.fn = fn
-        self.__name__ = fn.__name__
-        self._compiled = None
+        self.label = label or fn.__name__
+        self._compiled = {}  # by backend
         self.worked = False
         self.failure: str | None = None
         """Why compiling failed (then this kernel is not tried again), or ``None``."""
+        self._warned_call = False
 
     def run(self, *args):
         """``fn(*args)`` compiled, or ``None`` where it cannot run compiled.
 
-        That is: fused kernels off or not usable here, compiling failed (a missing C++ compiler;
-        then the kernel is not tried again), or a call of an already compiled kernel failed (e.g.
-        dynamo's recompile limit, 8 specialisations per kernel, hit by many dtype and shape
-        patterns); each failure warns once. Autocast is off inside: losses compute in float32.
+        That is: kernels off or not usable here, compiling failed (a missing C++ compiler, a graph
+        break in a subclass's formula; then the kernel is not tried again), or a call of an
+        already compiled kernel failed (e.g. dynamo's recompile limit, 8 specialisations per
+        kernel, hit by many dtype, layout and parameter patterns). Each kind of failure warns once.
+        Autocast is off inside: losses compute in the input's precision.
         """
         if not usable() or self.failure is not None:
             return None
-        if self._compiled is None:
-            self._compiled = torch.compile(self.fn, dynamic=True, fullgraph=True)
+        compiled = self._compiled.get(BACKEND)
+        if compiled is None:
+            _log.warning(
+                "lossplug: compiling the derived kernel of %s on its first call (a few seconds; "
+                "inductor caches it on disk for later processes)", self.label,
+            )
+            compiled = self._compiled[BACKEND] = torch.compile(
+                self.fn, backend=BACKEND, dynamic=True, fullgraph=True
+            )
         try:
-            with torch.autocast("cpu", enabled=False):
-                out = self._compiled(*args)
+            with torch.autocast("cpu", enabled=False), _no_cuda_autocast():
+                out = compiled(*args)
         except Exception as exc:  # a missing compiler or a dynamo limit show up as many exception types
             lines = str(exc).strip().splitlines()
             reason = f"{type(exc).__name__}: {lines[0][:200] if lines else ''}"
             if not self.worked:
                 self.failure = reason
+            elif self._warned_call:
+                return None
+            self._warned_call = self.worked
             warnings.warn(
-                f"lossplug: {'compiling' if not self.worked else 'running'} the fused kernel "
-                f"{self.__name__} failed ({reason}); using torch's own loss kernels "
-                + ("for it" if not self.worked else "for this call"),
+                f"lossplug: {'compiling' if not self.worked else 'running'} the derived kernel of "
+                f"{self.label} failed ({reason}); it runs the composed formula "
+                + ("from now on" if not self.worked else "where this happens"),
                 RuntimeWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
             return None
         self.worked = True
         return out
+
+
+def _no_cuda_autocast():
+    if torch.cuda.is_available():
+        return torch.autocast("cuda", enabled=False)
+    return contextlib.nullcontext()

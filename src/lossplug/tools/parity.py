@@ -129,21 +129,22 @@ def run_torch(seed: int, dtype: str, fused: bool = False, on_case=None) -> dict[
 
     ``on_case(i, n, case)``, if given, is called before each of the ``n`` cases (progress).
 
-    ``fused``: with ``y_pred`` requiring grad and the size thresholds at 0, so that every loss with
-    a compiled fused kernel runs it (on real inputs only large tensors do).
+    ``fused``: with ``y_pred`` requiring grad and the size threshold at 1, so that every loss runs
+    its derived kernel (the formula compiled with its gradient; on real inputs only large tensors
+    do) for "mean" and "sum".
     """
     import torch
 
     if fused:
-        from lossplug.frameworks import fast_torch as _fast_torch
+        from lossplug.frameworks import derived
 
-        sizes = _fast_torch.FUSED_MIN_NUMEL
-        _fast_torch.FUSED_MIN_NUMEL = dict.fromkeys(sizes, 0)
+        size = derived.DERIVED_MIN_NUMEL
+        derived.DERIVED_MIN_NUMEL = 1
         try:
             with torch.enable_grad():
                 return run_torch(seed, dtype, on_case=on_case)
         finally:
-            _fast_torch.FUSED_MIN_NUMEL = sizes
+            derived.DERIVED_MIN_NUMEL = size
     import lossplug.torch as torch_losses
     from lossplug._spec import REGISTRY
 
@@ -338,13 +339,12 @@ def _note_unavailable_fused_kernels(cols: list[Column]) -> None:
     if col is None:
         return
     from lossplug.frameworks import compiled as _compiled
-    from lossplug.frameworks.fused_torch import KERNELS
 
-    failures = [k.failure for k in KERNELS.values() if k.failure]
+    failures = _compiled.failures()
     if not _compiled.usable() or failures:
         col.results = None
-        col.note = ("fused kernels switched off" if not _compiled.usable()
-                    else f"fused kernels could not be compiled ({failures[0]})")
+        col.note = ("compiled kernels switched off" if not _compiled.usable()
+                    else f"derived kernels could not be compiled ({failures[0]})")
 
 
 def report(cols: list[Column], seed: int) -> tuple[str, bool]:

@@ -1,0 +1,160 @@
+"""Forward+backward kernels derived from the formulas by torch's own compiler.
+
+Nothing of any loss is written here. For a torch loss module ``m`` (a subclass included) the kernel
+is ``torch.compile`` of
+
+    grad, value = torch.func.grad_and_value(lambda x: reduce(m.terms(x, y)))(x)
+
+together with the input ranges the value checks need, all in one compiled function: inductor fuses
+the formula, its gradient (which autograd derives) and the range reductions into a few loops that
+read the inputs once and write the gradient once (on the CPU C++/OpenMP loops, on a GPU Triton
+kernels). ``DerivedLoss`` hands the gradient to autograd; a backward that is itself differentiated
+(``create_graph=True``) goes through the composed formula again, so double backward is exact.
+
+Each loss class gets a compiled function of its own (its own code object, so torch.compile's
+per-function recompile limit counts per class) made on first use. If compiling fails, lossplug
+warns once and that class runs the composed formula from then on; see ``lossplug.frameworks.compiled``.
+"""
+
+from __future__ import annotations
+
+import types
+
+import torch
+
+from lossplug.frameworks import compiled
+from lossplug.frameworks.ops import get_backend
+
+_xp = get_backend("torch")
+_DTYPES = (torch.float32, torch.float64)
+_DEVICES = ("cpu", "cuda")
+
+DERIVED_MIN_NUMEL = 1 << 16
+"""From this many elements of ``y_pred`` on the derived kernel runs; below, torch's own kernel where
+one computes the formula (``lossplug.frameworks.torch_native``), else the composed formula. Calling
+a compiled function costs ~45 us before it does any work (dynamo's guards, the AOT runtime
+wrapper): about what torch's own Huber takes, forward and backward, on 1e4 elements."""
+
+
+def _value_grad_ranges(module, x, y, ranges: str, label_axis):
+    """The reduced loss of ``module`` at ``x``, its gradient, and the ranges ``ranges`` names.
+
+    ``ranges`` is ``""`` (no value check reads the data), ``"y_true"`` or ``"both"``: then the
+    last output is ``[min y_true, max y_true, y_true has a non-integer] (+ [min y_pred, max
+    y_pred])``, with ``ignore_index`` entries of ``y_true`` counted as 0. ``label_axis`` is the class
+    axis where ``y`` is an integer label map: the formula then sees the labels clamped to the
+    classes (a bad label is found by the checks on the ranges, not by an index out of bounds).
+    """
+    ignore = getattr(module, "ignore_index", None)
+    labels = y
+    if label_axis is not None:
+        labels = y.clamp(0, x.shape[label_axis] - 1)
+        if ignore is not None:
+            labels = torch.where(y == ignore, y, labels)
+
+    def reduced(x):
+        loss, weight = module.terms(x, labels)
+        return module._reduce(_xp, loss, weight)
+
+    grad, value = torch.func.grad_and_value(reduced)(x)
+    if not ranges:
+        return value, grad, None
+    t = y.to(x.dtype)
+    if ignore is not None:
+        t = torch.where(y == ignore, 0.0, t)
+    stats = [t.amin(), t.amax(), (t != t.floor()).any().to(x.dtype)]
+    if ranges == "both":
+        stats += [x.amin(), x.amax()]
+    return value, grad, torch.stack(stats)
+
+
+def kernel(cls, params: dict) -> compiled.Kernel:
+    """The compiled kernel of loss class ``cls`` with ``params``, made on first use.
+
+    One per class and parameter set, each a function of its own: dynamo's recompile limit (8 per
+    function) then counts the dtypes and layouts of one loss, not every parameter set a sweep
+    tries. Tensors (class weights) are inputs of the kernel, so their values do not matter here.
+    """
+    kernels = cls.__dict__.get("_derived_kernels")
+    if kernels is None:
+        kernels = {}
+        cls._derived_kernels = kernels
+    key = tuple((k, "tensor" if isinstance(v, torch.Tensor) else v) for k, v in params.items())
+    found = kernels.get(key)
+    if found is None:
+        base = _value_grad_ranges.__code__
+        code = base.replace(co_name=f"{cls.__name__}_value_grad_ranges_{len(kernels)}")
+        fn = types.FunctionType(code, _value_grad_ranges.__globals__, code.co_name)
+        found = kernels[key] = compiled.Kernel(fn, label=cls.__qualname__)
+    return found
+
+
+def applicable(x: torch.Tensor, y: torch.Tensor) -> bool:
+    """Whether the derived kernel may compute ``loss(x, y)`` and its gradient here."""
+    return (
+        torch.is_grad_enabled()
+        and x.requires_grad
+        and not y.requires_grad
+        and x.dtype in _DTYPES
+        and x.device.type in _DEVICES
+        and x.numel() >= DERIVED_MIN_NUMEL
+        and compiled.usable()
+    )
+
+
+def loss(compiled_kernel, module, x: torch.Tensor, y: torch.Tensor, ranges: str, axis, check):
+    """The reduced loss by ``compiled_kernel`` (``kernel(...)``), or ``None`` where it cannot run.
+
+    ``axis`` is the class axis (``None`` for losses without one); ``check(stats)`` runs the value
+    checks on the kernel's ranges (it raises on bad input), before anything is returned.
+    """
+    xd, yd = x.detach(), y.detach()
+    label_axis = axis if axis is not None and y.dim() == x.dim() - 1 else None
+    out = compiled_kernel.run(module, xd, yd, ranges, label_axis)
+    if out is None:
+        return None
+    value, grad, stats = out
+    if stats is not None:
+        check(stats)
+
+    def rerun():
+        again = compiled_kernel.run(module, xd, yd, "", label_axis)
+        return None if again is None else again[1]
+
+    def reference(x):
+        loss, weight = module.terms(x, yd)
+        return module._reduce(_xp, loss, weight)
+
+    return DerivedLoss.apply(x, value, (grad, rerun), reference)
+
+
+class DerivedLoss(torch.autograd.Function):
+    """A loss whose gradient the derived kernel has already computed.
+
+    ``apply(x, value, (grad, rerun), reference)``: the first backward hands ``grad`` over without a
+    copy; a second one through a retained graph takes ``rerun()``, the same kernel run again (the
+    same bits, so gradcheck finds the backward reentrant), or ``None`` where it cannot run now.
+    ``reference(x)`` is the same reduced loss composed from differentiable torch ops, for a
+    backward that is itself differentiated (``create_graph=True``) or where the kernel cannot rerun.
+    """
+
+    @staticmethod
+    def forward(ctx, x, value, grad_and_rerun, reference):
+        (ctx.grad, ctx.rerun), ctx.reference = grad_and_rerun, reference
+        ctx.save_for_backward(x)
+        return value
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        grad, ctx.grad = ctx.grad, None
+        create_graph = torch.is_grad_enabled()
+        if grad is None and not create_graph:
+            grad = ctx.rerun()
+        if grad is None or create_graph:
+            (x,) = ctx.saved_tensors
+            with torch.enable_grad():
+                (grad,) = torch.autograd.grad(ctx.reference(x), x, create_graph=create_graph)
+            return grad * grad_output, None, None, None
+        if grad_output.device.type != "cpu" or grad_output.item() != 1.0:  # no device sync on a GPU
+            grad = grad * grad_output
+        return grad, None, None, None
