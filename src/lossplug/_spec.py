@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from lossplug.formulas import classification, divergence, lovasz, regression, segmentation
+from lossplug.formulas import classification, divergence, focal, margin, regression, segmentation
 
 REDUCTIONS = ("mean", "sum", "none")
 
@@ -157,23 +157,50 @@ SYNC_DIST = Param(
 LOG_INPUT = Param(
     "log_input", False, _bool, "y_pred holds log-probabilities log q", _as_bool
 )
-TVERSKY_ALPHA = Param(
-    "alpha", 0.5, _non_negative, "weight of the false positives FP = sum(y_pred (1 - y))", _as_float
+FOCAL_GAMMA = Param(
+    "gamma", 2.0, _non_negative,
+    "focusing exponent: (1 - p_t)^gamma scales the cross-entropy; 0 gives the plain cross-entropy",
+    _as_float,
 )
-TVERSKY_BETA = Param(
-    "beta", 0.5, _non_negative, "weight of the false negatives FN = sum((1 - y_pred) y)", _as_float
+
+
+def _optional_unit(v):
+    return None if v is None or (_is_number(v) and 0 <= v <= 1) else "None or a number in [0, 1]"
+
+
+def _as_optional_float(v):
+    return None if v is None else float(v)
+
+
+def _class_alpha(v):
+    if v is None or (_is_number(v) and v >= 0):
+        return None
+    return _class_weights(v) and "None, a number >= 0, or one number >= 0 per class (not all 0)"
+
+
+def _as_class_alpha(v):
+    return v if v is None else float(v) if _is_number(v) else _as_weights(v)
+
+
+FOCAL_ALPHA = Param(
+    "alpha", None, _optional_unit,
+    "alpha_t = alpha y + (1 - alpha)(1 - y) weighs positives against negatives; None: 1",
+    _as_optional_float,
 )
-TVERSKY_GAMMA = Param(
-    "gamma", 1.0, _positive, "exponent of the loss; gamma != 1 is the focal Tversky loss", _as_float
+CLASS_ALPHA = Param(
+    "alpha", None, _class_alpha,
+    "None (1), a number that scales every class (as Keras's), or one weight per class",
+    _as_class_alpha,
 )
-WEIGHT_TYPE = Param(
-    "weight_type", "square", _one_of("square", "simple", "uniform"),
-    'class weight w_c: "square" 1/(sum y_c)^2, "simple" 1/sum y_c, "uniform" 1; a class absent '
-    "from y_true takes the largest weight of the present ones",
+POISSON_LOG_INPUT = Param(
+    "log_input", False, _bool, "y_pred holds the log-rate: the loss is exp(y_pred) - y y_pred", _as_bool
 )
-LOVASZ_AGGREGATION = Param(
-    "aggregation", "sample", _one_of("sample", "batch"),
-    '"sample": one Lovasz loss per sample (per image), then the mean; "batch": one over the whole batch',
+POISSON_EPS = Param(
+    "eps", 1e-7, _eps, "added to y_pred inside the log (log_input=False)", _as_float
+)
+COSINE_EPS = Param("eps", 1e-8, _positive, "floor of each vector's norm", _as_float)
+HINGE_SQUARED = Param(
+    "squared", False, _bool, "square the margin: max(0, 1 - t y_pred)^2 (Keras's SquaredHinge)", _as_bool
 )
 
 
@@ -273,7 +300,7 @@ def _check_combinations(spec: LossSpec, params: dict[str, Any]) -> None:
         raise LossParameterError(
             f"{spec.class_name}: from_logits=True and log_input=True exclude each other"
         )
-    if params.get("class_weights") is not None and params.get("per_class") is False:
+    if params.get("class_weights") is not None and spec.name == "dice" and not params["per_class"]:
         raise LossParameterError(f"{spec.class_name}: class_weights needs per_class=True")
     if params.get("sync_dist") and params.get("aggregation") != "batch":
         raise LossParameterError(f'{spec.class_name}: sync_dist=True needs aggregation="batch"')
@@ -440,104 +467,6 @@ _SPECS = (
                     "The Dice ratio from the sums; override for another smoothing rule."),),
     ),
     LossSpec(
-        "tversky", "TverskyLoss", segmentation.tversky,
-        (TVERSKY_ALPHA, TVERSKY_BETA, TVERSKY_GAMMA, FROM_LOGITS, SMOOTH, AGGREGATION, PER_CLASS,
-         CLASS_WEIGHTS, INCLUDE_BACKGROUND, ACTIVATION, IGNORE_INDEX, AXIS, SYNC_DIST, REDUCTION),
-        "sample", "same_or_labels",
-        r"\operatorname{mean}_i\Big(1 - \frac{TP_i + s}{TP_i + \alpha FP_i + \beta FN_i + s}\Big)^\gamma,"
-        r"\ TP = \sum \hat y y,\ FP = \sum \hat y (1 - y),\ FN = \sum (1 - \hat y) y",
-        "Tversky loss: Dice with its own weights on false positives and false negatives "
-        "(focal Tversky for gamma != 1).",
-        text="Tversky loss: mean over samples of (1 - (TP + s) / (TP + alpha FP + beta FN + s))^gamma, "
-             "TP = sum(y_pred y), FP = sum(y_pred (1 - y)), FN = sum((1 - y_pred) y).",
-        inputs="masks",
-        example=([[0.9, 0.8, 0.1, 0.2], [0.3, 0.6, 0.7, 0.1]],
-                 [[1.0, 1.0, 0.0, 0.0], [0.0, 1.0, 1.0, 0.0]], {"alpha": 0.3, "beta": 0.7}),
-        plots=({}, {"alpha": 0.3, "beta": 0.7}, {"gamma": 0.75}),
-        cases=(
-            case(), case("a0.3-b0.7", alpha=0.3, beta=0.7, check=True),
-            case("focal0.75", gamma=0.75), case("focal2-logits", gamma=2.0, from_logits=True),
-            case("batch", aggregation="batch", alpha=0.7, beta=0.3),
-            case("labelmap-softmax", inputs="label_map", from_logits=True, check=True),
-            case("perclass-cw-nobg", inputs="onehot", shape=(3, 3, 6, 6), per_class=True,
-                 class_weights=[1.0, 2.0, 0.5], include_background=False, check=True),
-            case("ignore-perclass", inputs="label_map", ignore_index=255, from_logits=True,
-                 per_class=True, alpha=0.2, beta=0.8),
-        ),
-    ),
-    LossSpec(
-        "jaccard", "JaccardLoss", segmentation.jaccard,
-        (FROM_LOGITS, SMOOTH, AGGREGATION, PER_CLASS, CLASS_WEIGHTS, INCLUDE_BACKGROUND, ACTIVATION,
-         IGNORE_INDEX, AXIS, SYNC_DIST, REDUCTION),
-        "sample", "same_or_labels",
-        r"\operatorname{mean}_i\Big(1 - \frac{I_i + s}{\sum \hat y_i + \sum y_i - I_i + s}\Big),"
-        r"\ I_i = \sum \hat y_i y_i",
-        "Soft Jaccard (IoU) loss; sums run over every non-batch axis.",
-        text="Soft Jaccard loss: mean over samples of 1 - (I + s) / (sum(y_pred) + sum(y) - I + s), "
-             "I = sum(y_pred y).",
-        inputs="masks",
-        example=([[0.9, 0.8, 0.1, 0.2], [0.3, 0.6, 0.7, 0.1]],
-                 [[1.0, 1.0, 0.0, 0.0], [0.0, 1.0, 1.0, 0.0]], {}),
-        plots=({}, {"smooth": 1.0}),
-        cases=(
-            case(), case("logits", from_logits=True), case("smooth1", smooth=1.0),
-            case("batch", aggregation="batch", check=True),
-            case("labelmap-softmax", inputs="label_map", from_logits=True, check=True),
-            case("perclass-cw", inputs="label_map", per_class=True, class_weights=[0.25, 1.0, 2.0]),
-            case("ignore-nobg", inputs="label_map", ignore_index=255, from_logits=True,
-                 include_background=False, per_class=True, check=True),
-        ),
-    ),
-    LossSpec(
-        "generalized_dice", "GeneralizedDiceLoss", segmentation.generalized_dice,
-        (FROM_LOGITS, SMOOTH, WEIGHT_TYPE, AGGREGATION, CLASS_WEIGHTS, INCLUDE_BACKGROUND, ACTIVATION,
-         IGNORE_INDEX, AXIS, SYNC_DIST, REDUCTION),
-        "sample", "same_or_labels",
-        r"\operatorname{mean}_i\Big(1 - \frac{2\sum_c w_c I_{ic} + s}"
-        r"{\sum_c w_c\,(\sum \hat y_{ic} + \sum y_{ic}) + s}\Big),\ w_c = 1/(\textstyle\sum y_{ic})^2",
-        "Generalized Dice loss: per-class sums weighted by the inverse squared class size.",
-        text="Generalized Dice loss: mean over samples of 1 - (2 sum_c w_c I_c + s) / "
-             "(sum_c w_c (sum(y_pred_c) + sum(y_c)) + s), w_c = 1 / sum(y_c)^2.",
-        inputs="label_map",
-        example=([[[0.7, 0.2], [0.2, 0.6], [0.1, 0.2]], [[0.5, 0.1], [0.4, 0.1], [0.1, 0.8]]],
-                 [[0, 1], [1, 2]], {}),
-        plots=({}, {"weight_type": "simple"}, {"weight_type": "uniform"}),
-        cases=(
-            case(), case("logits", from_logits=True, check=True),
-            case("simple", weight_type="simple"),
-            case("uniform-logits", weight_type="uniform", from_logits=True),
-            case("batch", aggregation="batch", from_logits=True, check=True),
-            case("nobg", include_background=False, from_logits=True),
-            case("ignore", ignore_index=255, from_logits=True),
-            case("onehot-cw", inputs="onehot", shape=(3, 3, 6, 6), class_weights=[1.0, 2.0, 0.5], check=True),
-            case("binary-mask", inputs="masks"),
-        ),
-    ),
-    LossSpec(
-        "lovasz", "LovaszLoss", lovasz.lovasz,
-        (FROM_LOGITS, LOVASZ_AGGREGATION, IGNORE_INDEX, AXIS, REDUCTION),
-        "sample", "same_or_labels",
-        r"\operatorname{mean}_i\ \overline{\Delta_J}(m_i):\ \text{the Lovasz extension of the Jaccard "
-        r"loss at the errors } m_i",
-        "Lovasz loss (Berman et al. 2018): hinge on binary logits, softmax for label maps.",
-        text="Lovasz loss: mean over samples of the Lovasz extension of the Jaccard loss at the errors: "
-             "1 - y_pred (2 y - 1) clipped at 0 (binary, logits), |[y = c] - p_c| averaged over the "
-             "present classes (label maps).",
-        inputs="label_map",
-        example=([[[0.7, 0.2], [0.2, 0.6], [0.1, 0.2]], [[0.5, 0.1], [0.4, 0.1], [0.1, 0.8]]],
-                 [[0, 1], [1, 2]], {}),
-        plots=({},),
-        cases=(
-            case(), case("logits", from_logits=True, check=True),
-            case("batch-logits", aggregation="batch", from_logits=True, check=True),
-            case("ignore", ignore_index=255, from_logits=True),
-            case("hinge", inputs="masks", from_logits=True, check=True),
-            case("hinge-batch", inputs="masks", from_logits=True, aggregation="batch"),
-            case("binary-probs", inputs="masks"),
-            case("onechannel-labels", inputs="label_map", shape=(2, 1, 4, 4), from_logits=True),
-        ),
-    ),
-    LossSpec(
         "kl_div", "KLDivLoss", divergence.kl_div, (FROM_LOGITS, LOG_INPUT, AXIS, EPS, REDUCTION),
         "positions", "same",
         r"\operatorname{mean}_i\Big(\sum_c p_{ic}\log\frac{p_{ic}}{q_{ic}}\Big),\ "
@@ -554,6 +483,99 @@ _SPECS = (
             case("log_input", log_input=True, check=True),
             case("spatial", shape=_SPATIAL),
             case("eps1e-4", eps=1e-4),
+        ),
+    ),
+    LossSpec(
+        "focal", "FocalLoss", focal.focal,
+        (FOCAL_GAMMA, FOCAL_ALPHA, FROM_LOGITS, LABEL_SMOOTHING, EPS, REDUCTION), "elementwise", "same",
+        r"\operatorname{mean}\big(\alpha_t (1 - p_t)^\gamma\,\mathrm{BCE}(p, y)\big),\ "
+        r"p_t = y p + (1 - y)(1 - p),\ \alpha_t = \alpha y + (1 - \alpha)(1 - y)",
+        "Binary focal loss: BCE scaled by (1 - p_t)^gamma, optionally balanced by alpha.",
+        text="Binary focal loss: mean(alpha_t (1 - p_t)^gamma BCE(p, y)), p_t = y p + (1 - y)(1 - p).",
+        inputs="binary",
+        example=(*_BINARY_EXAMPLE, {"alpha": 0.25}),
+        plots=({"gamma": 0.0}, {}, {"gamma": 5.0}, {"alpha": 0.25}),
+        cases=(
+            case(check=True),
+            case("logits", from_logits=True, check=True),
+            case("alpha0.25-logits", alpha=0.25, from_logits=True),
+            case("gamma0", gamma=0.0),
+            case("gamma0.5-soft", inputs="binary_soft", gamma=0.5),
+            case("ls-alpha", label_smoothing=0.1, alpha=0.75, check=True),
+            case("logits-spatial-gamma3", shape=_SPATIAL, from_logits=True, gamma=3.0),
+        ),
+    ),
+    LossSpec(
+        "categorical_focal", "CategoricalFocalLoss", focal.categorical_focal,
+        (FOCAL_GAMMA, CLASS_ALPHA, FROM_LOGITS, LABEL_SMOOTHING, IGNORE_INDEX, AXIS, EPS, REDUCTION),
+        "positions", "same_or_labels",
+        r"\operatorname{mean}_i\Big(-\sum_c \alpha_c (1 - p_{ic})^\gamma\,y_{ic}\log p_{ic}\Big)",
+        "Categorical focal loss: cross-entropy scaled by (1 - p_c)^gamma, per-class alpha.",
+        text="Categorical focal loss: mean over samples of -sum_c alpha_c (1 - p_c)^gamma y_c log p_c.",
+        inputs="onehot",
+        example=(_CLASS_PROBS, _ONE_HOT, {}),
+        plots=({"gamma": 0.0}, {}, {"gamma": 5.0}),
+        targets_doc=(
+            "one-hot or soft targets shaped like `y_pred`, or integer labels without the class axis"
+        ),
+        cases=(
+            case(check=True),
+            case("logits", from_logits=True),
+            case("labels-logits", inputs="labels", from_logits=True, check=True),
+            case("alpha-per-class", alpha=[0.25, 0.5, 1.0]),
+            case("alpha0.25-ls", alpha=0.25, label_smoothing=0.1),
+            case("labels-ignore-spatial", inputs="labels", shape=_SPATIAL, from_logits=True,
+                 ignore_index=-1, check=True),
+            case("onehot-ignore", ignore_index=1, from_logits=True),
+            case("gamma0-soft", inputs="soft", gamma=0.0),
+            case("gamma0.5-labels", inputs="labels", gamma=0.5),
+        ),
+    ),
+    LossSpec(
+        "log_cosh", "LogCoshLoss", margin.log_cosh, (REDUCTION,), "elementwise", "same",
+        r"\operatorname{mean}\big(\log\cosh(\hat y - y)\big)",
+        "Log-cosh: about e^2 / 2 for small errors, |e| - log 2 for large ones.",
+        text="Log-cosh: mean(log cosh(y_pred - y_true)), as |e| + softplus(-2|e|) - log 2.",
+        example=(*_REGRESSION_EXAMPLE, {}),
+        cases=(case(check=True), case("4d", shape=_SPATIAL)),
+    ),
+    LossSpec(
+        "poisson", "PoissonLoss", margin.poisson, (POISSON_LOG_INPUT, POISSON_EPS, REDUCTION),
+        "elementwise", "same",
+        r"\operatorname{mean}\big(\hat y - y\log(\hat y + \epsilon)\big)",
+        "Poisson negative log-likelihood of counts y under the rate y_pred (or log-rate).",
+        text="Poisson: mean(y_pred - y_true log(y_pred + eps)); log_input: mean(exp(y_pred) - y y_pred).",
+        inputs="counts",
+        example=([[1.0, 2.5], [0.5, 3.0]], [[1.0, 2.0], [0.0, 4.0]], {}),
+        cases=(
+            case(check=True), case("log_input", log_input=True, check=True),
+            case("eps1e-3", eps=1e-3), case("log_input-4d", shape=_SPATIAL, log_input=True),
+        ),
+    ),
+    LossSpec(
+        "cosine_similarity", "CosineSimilarityLoss", margin.cosine_similarity,
+        (AXIS, COSINE_EPS, REDUCTION), "positions", "same",
+        r"\operatorname{mean}_i\Big(1 - \frac{\hat y_i\cdot y_i}"
+        r"{\max(\|\hat y_i\|, \epsilon)\,\max(\|y_i\|, \epsilon)}\Big)",
+        "One minus the cosine similarity of y_pred and y_true along the class axis.",
+        text="Cosine similarity loss: mean over samples of 1 - cos(y_pred, y_true) along axis.",
+        inputs="vectors",
+        example=([[1.0, 2.0, 0.5], [0.0, 1.0, -1.0]], [[1.0, 1.0, 0.0], [0.5, 1.0, 0.0]], {}),
+        targets_doc="same shape: the target vectors",
+        cases=(case(check=True), case("spatial", shape=_SPATIAL, check=True), case("eps1e-3", eps=1e-3)),
+    ),
+    LossSpec(
+        "hinge", "HingeLoss", margin.hinge, (HINGE_SQUARED, REDUCTION), "elementwise", "same",
+        r"\operatorname{mean}\big(\max(0, 1 - t\hat y)\big),\ t = 2y - 1",
+        "Hinge loss on scores: labels 0/1 (or -1/+1); squared=True is the squared hinge.",
+        text="Hinge: mean(max(0, 1 - t y_pred)), t = 2 y_true - 1 for labels 0/1 (-1/1 as they are).",
+        inputs="scores",
+        example=([[0.8, -0.3], [2.0, 0.1]], [[1.0, 0.0], [1.0, 1.0]], {}),
+        plots=({}, {"squared": True}),
+        cases=(
+            case(check=True), case("pm1", inputs="scores_pm1", check=True),
+            case("squared", squared=True, check=True),
+            case("squared-pm1-4d", inputs="scores_pm1", shape=_SPATIAL, squared=True),
         ),
     ),
 )

@@ -50,17 +50,6 @@ class NumpyBackend:
     squeeze = staticmethod(np.squeeze)
     take_along_axis = staticmethod(np.take_along_axis)
     reshape = staticmethod(np.reshape)
-    power = staticmethod(np.power)
-    moveaxis = staticmethod(np.moveaxis)
-    cumsum = staticmethod(np.cumsum)
-
-    def argsort(self, x, axis=-1, descending=False):
-        return np.argsort(-x if descending else x, axis=axis, kind="stable")
-
-    def flatten(self, x, start):
-        """``x`` with the axes from ``start`` on flattened into one."""
-        return np.reshape(x, x.shape[:start] + (-1,))
-
 
     def select(self, x, index, axis):
         return np.take(x, index, axis=axis)
@@ -70,6 +59,8 @@ class NumpyBackend:
 
     def mean(self, x, axis=None, keepdims=False):
         return np.mean(x, axis=axis, keepdims=keepdims)
+
+    exp = staticmethod(np.exp)
 
     def softplus(self, x):
         return np.logaddexp(0.0, x)
@@ -186,21 +177,6 @@ class TorchBackend:
     def reshape(self, x, shape):
         return x.reshape(shape)
 
-    def power(self, x, exponent):
-        return self.torch.pow(x, exponent)
-
-    def moveaxis(self, x, source, destination):
-        return x.movedim(source, destination)
-
-    def cumsum(self, x, axis):
-        return self.torch.cumsum(x, dim=axis)
-
-    def argsort(self, x, axis=-1, descending=False):
-        return self.torch.argsort(x, dim=axis, descending=descending)
-
-    def flatten(self, x, start):
-        return x.flatten(start)
-
     def select(self, x, index, axis):
         return x.select(axis, index)
 
@@ -213,6 +189,9 @@ class TorchBackend:
         if axis is None:
             return x.mean()
         return x.mean(dim=axis, keepdim=keepdims)
+
+    def exp(self, x):
+        return self.torch.exp(x)
 
     def softplus(self, x):
         return self.F.softplus(x)
@@ -348,14 +327,6 @@ class KerasBackend:
 
     def select(self, x, index, axis):
         return self.ops.take(x, index, axis=axis)
-
-    def argsort(self, x, axis=-1, descending=False):
-        # power, moveaxis and cumsum are keras.ops' own (through __getattr__)
-        return self.ops.argsort(-x if descending else x, axis=axis)
-
-    def flatten(self, x, start):
-        # keras.ops.shape gives the batch size as a tensor where it is not static (tf.function)
-        return self.ops.reshape(x, tuple(self.ops.shape(x)[:start]) + (-1,))
 
     def softmax(self, x, axis):
         return self.ops.softmax(x, axis=axis)
