@@ -92,8 +92,9 @@ class LossClass(LossAdapter, keras.losses.Loss):
     def get_config(self) -> dict:
         config = super().get_config()
         config.update(self.params())
-        if config.get("class_weights") is not None:
-            config["class_weights"] = list(config["class_weights"])
+        for key, value in config.items():  # class_weights, per-class alpha: JSON lists
+            if isinstance(value, tuple):
+                config[key] = list(value)
         if self.dtype != keras.backend.floatx():
             config["dtype"] = self.dtype
         return config
@@ -104,7 +105,3 @@ class LossClass(LossAdapter, keras.losses.Loss):
 _CLASSES = loss_classes(LossClass, __name__, _xp, decorate=_register)
 globals().update(_CLASSES)
 __all__ += list(_CLASSES)
-
-from lossplug.frameworks.combined_keras import CombinedLoss, TermMean  # noqa: E402
-
-__all__ += ["CombinedLoss", "TermMean"]
