@@ -122,6 +122,14 @@ def make_inputs(name: str, params: dict, shape: tuple, rng: np.random.Generator)
     return y_true, y_pred
 
 
+def case_classes(case: dict, default: int = 4) -> int:
+    """The class count a case needs: its class_weights' (or per-class alpha's) length, else ``default``."""
+    for key in ("class_weights", "alpha"):
+        if isinstance(case.get(key), (list, tuple)):
+            return len(case[key])
+    return default
+
+
 def is_elementwise(name: str) -> bool:
     return REGISTRY[name].kind == "elementwise"
 
@@ -158,8 +166,7 @@ def case_ids():
 
 def _non_default(name: str):
     """The registry case with the most parameters that fits a 3-class head, plus a name."""
-    fits = [c for c in REGISTRY[name].cases
-            if len(c.params.get("class_weights") or [0, 0, 0]) == 3]
+    fits = [c for c in REGISTRY[name].cases if case_classes(dict(c.params), 3) == 3]
     best = max(fits, key=lambda c: len(c.params), default=None)
     params = {"name": f"my_{name}"}
     if best is None or not best.params:

@@ -11,6 +11,7 @@ from keras_helpers import (
     NAMES,
     PARAM_CASES,
     bulk_call,
+    case_classes,
     input_kind,
     loss_params,
     make_inputs,
@@ -27,8 +28,7 @@ def problems(draw, names=NAMES):
     """A loss with one of its parameter cases, and valid inputs of a random shape and scale."""
     name = draw(st.sampled_from(names))
     case = draw(st.sampled_from(PARAM_CASES[name]))
-    weights = case.get("class_weights")
-    classes = len(weights) if weights else draw(st.integers(2, 5))
+    classes = case_classes(case, default=0) or draw(st.integers(2, 5))
     spatial = tuple(draw(st.lists(st.integers(1, 3), max_size=2)))
     shape = (draw(st.integers(1, 4)), *spatial, classes)
     y_true, y_pred = make_inputs(name, case, shape, np.random.default_rng(draw(st.integers(0, 2**32 - 1))))

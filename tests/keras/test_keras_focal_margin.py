@@ -1,0 +1,118 @@
+"""focal, categorical_focal, log_cosh, poisson, cosine_similarity, hinge against the Keras built-ins.
+
+Each on the current ``KERAS_BACKEND``, where the conventions match: ``BinaryFocalCrossentropy``
+with ``apply_class_balancing=True`` (its ``alpha`` counts only then), ``CategoricalFocalCrossentropy``
+(its scalar ``alpha`` scales every class), ``LogCosh``, ``Poisson``, ``CosineSimilarity`` (returns
+-cos, so ours is 1 + its value), ``Hinge`` and ``SquaredHinge`` (0/1 labels become -1/+1).
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+from keras_helpers import call, reference
+
+import lossplug.keras as lk
+
+pytestmark = pytest.mark.keras
+
+RNG = np.random.default_rng(21)
+
+
+def builtin(loss, y_true, y_pred):
+    return float(keras.ops.convert_to_numpy(loss(y_true.astype("float32"), y_pred.astype("float32"))))
+
+
+def _binary(logits):
+    x = RNG.normal(size=(6, 5)) * 2
+    y = (RNG.uniform(size=(6, 5)) < 0.4).astype("float32")
+    return y, (x if logits else 1 / (1 + np.exp(-x)))
+
+
+@pytest.mark.parametrize("from_logits", [False, True])
+@pytest.mark.parametrize("alpha, gamma", [(0.25, 2.0), (0.6, 1.5), (0.5, 0.0)])
+def test_focal_is_binary_focal_crossentropy_with_class_balancing(from_logits, alpha, gamma):
+    y, p = _binary(from_logits)
+    expected = builtin(keras.losses.BinaryFocalCrossentropy(
+        apply_class_balancing=True, alpha=alpha, gamma=gamma, from_logits=from_logits), y, p)
+    ours = lk.FocalLoss(alpha=alpha, gamma=gamma, from_logits=from_logits)
+    np.testing.assert_allclose(call(ours, y, p), expected, rtol=2e-5)
+    np.testing.assert_allclose(reference("focal", y, p, alpha=alpha, gamma=gamma, from_logits=from_logits),
+                               expected, rtol=2e-5)
+
+
+def test_focal_without_alpha_is_binary_focal_crossentropy_without_balancing():
+    y, p = _binary(True)
+    expected = builtin(keras.losses.BinaryFocalCrossentropy(gamma=2.0, from_logits=True), y, p)
+    np.testing.assert_allclose(call(lk.FocalLoss(from_logits=True), y, p), expected, rtol=2e-5)
+
+
+@pytest.mark.parametrize("from_logits", [False, True])
+@pytest.mark.parametrize("alpha, gamma", [(0.25, 2.0), (1.0, 0.5)])
+def test_categorical_focal_is_categorical_focal_crossentropy(from_logits, alpha, gamma):
+    x = RNG.normal(size=(7, 4)) * 2
+    p = x if from_logits else np.exp(x) / np.exp(x).sum(-1, keepdims=True)
+    labels = RNG.integers(0, 4, size=7)
+    y = np.eye(4, dtype="float32")[labels]
+    expected = builtin(keras.losses.CategoricalFocalCrossentropy(
+        alpha=alpha, gamma=gamma, from_logits=from_logits), y, p)
+    ours = lk.CategoricalFocalLoss(alpha=alpha, gamma=gamma, from_logits=from_logits)
+    np.testing.assert_allclose(call(ours, y, p), expected, rtol=2e-5)
+    np.testing.assert_allclose(call(ours, labels, p), expected, rtol=2e-5)  # integer labels too
+
+
+def test_log_cosh_and_poisson_are_keras_built_ins():
+    y_pred, y_true = RNG.normal(size=(5, 4)) * 3, RNG.normal(size=(5, 4))
+    np.testing.assert_allclose(call(lk.LogCoshLoss(), y_true, y_pred),
+                               builtin(keras.losses.LogCosh(), y_true, y_pred), rtol=2e-5)
+    rate = np.exp(RNG.normal(size=(5, 4)) * 0.5)
+    counts = RNG.poisson(2.0, size=(5, 4)).astype("float32")
+    np.testing.assert_allclose(call(lk.PoissonLoss(), counts, rate),
+                               builtin(keras.losses.Poisson(), counts, rate), rtol=2e-5)
+    np.testing.assert_allclose(call(lk.PoissonLoss(log_input=True), counts, np.log(rate)),
+                               builtin(keras.losses.Poisson(), counts, rate), rtol=2e-5)
+
+
+def test_log_cosh_of_large_errors_is_finite():
+    y_pred = np.array([[1e3, -1e4]], dtype="float32")
+    value = call(lk.LogCoshLoss(), np.zeros_like(y_pred), y_pred)
+    assert np.isfinite(value) and value == pytest.approx((1e3 + 1e4) / 2 - np.log(2), rel=1e-6)
+
+
+def test_cosine_similarity_is_one_plus_keras_minus_cosine():
+    y_pred, y_true = RNG.normal(size=(6, 5)), RNG.normal(size=(6, 5))
+    keras_value = builtin(keras.losses.CosineSimilarity(axis=-1), y_true, y_pred)
+    norms = np.linalg.norm(y_pred, axis=-1) * np.linalg.norm(y_true, axis=-1)
+    cos = np.mean(np.sum(y_pred * y_true, -1) / norms)
+    assert keras_value == pytest.approx(-cos, rel=1e-5)  # -cos, as its docs say
+    np.testing.assert_allclose(call(lk.CosineSimilarityLoss(), y_true, y_pred), 1.0 + keras_value, rtol=2e-5)
+    none = call(lk.CosineSimilarityLoss(reduction="none"), y_true, y_pred)
+    assert none.shape == (6,)
+
+
+@pytest.mark.parametrize("plus_minus", [False, True])
+def test_hinge_and_squared_hinge_are_keras_built_ins(plus_minus):
+    y_pred = RNG.normal(size=(6, 5)) * 1.5
+    y = (RNG.uniform(size=(6, 5)) < 0.5).astype("float32")
+    if plus_minus:
+        y = 2 * y - 1
+    np.testing.assert_allclose(call(lk.HingeLoss(), y, y_pred),
+                               builtin(keras.losses.Hinge(), y, y_pred), rtol=2e-5)
+    np.testing.assert_allclose(call(lk.HingeLoss(squared=True), y, y_pred),
+                               builtin(keras.losses.SquaredHinge(), y, y_pred), rtol=2e-5)
+
+
+def test_focal_logits_of_1e3_have_finite_gradients():
+    from keras_helpers import value_and_grad
+
+    y = np.array([[0.0, 1.0, 1.0, 0.0]], dtype="float32")
+    x = np.array([[1e3, -1e3, 1e3, -1e3]], dtype="float32")
+    for loss in (lk.FocalLoss(from_logits=True, alpha=0.25), lk.FocalLoss(from_logits=True, gamma=0.5)):
+        for compiled in (False, True):
+            value, grad = value_and_grad(lambda v, loss=loss: loss(y, v), x, compiled=compiled)
+            assert np.isfinite(value) and np.all(np.isfinite(grad))
+    labels = np.array([1, 0])
+    xc = np.array([[1e3, -1e3], [-1e3, 1e3]], dtype="float32")
+    value, grad = value_and_grad(lambda v: lk.CategoricalFocalLoss(from_logits=True)(labels, v), xc)
+    assert np.isfinite(value) and np.all(np.isfinite(grad))
