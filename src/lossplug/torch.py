@@ -19,9 +19,10 @@ try:
 except ImportError as _exc:
     raise missing("lossplug.torch", "torch", "torch", _exc) from _exc
 
+from lossplug import core as _core
+from lossplug.frameworks import derived, torch_native
 from lossplug.frameworks.adapter import LossAdapter, loss_classes
 from lossplug.frameworks.compiled import fused_kernels
-from lossplug.frameworks.fast_torch import fast_loss
 from lossplug.frameworks.ops import get_backend
 
 __all__ = ["fused_kernels", "LossModule"]
@@ -36,9 +37,22 @@ def _as_tensors(y_pred, y_true):
         y_true = torch.as_tensor(y_true, device=y_pred.device)
     if y_pred.dtype in (torch.float16, torch.bfloat16):
         y_pred = y_pred.float()
-    if (y_true.is_floating_point() or y_true.dtype == torch.bool) and y_true.dtype != y_pred.dtype:
+    if y_true.dtype != y_pred.dtype and (
+        y_true.is_floating_point() or y_true.dtype == torch.bool or y_true.shape == y_pred.shape
+    ):
+        # targets shaped like y_pred (masks, one-hot as F.one_hot gives it, distributions, values)
+        # of any dtype compute in y_pred's; integer label maps (an axis fewer) stay integers
         y_true = y_true.to(y_pred.dtype)
     return y_pred, y_true
+
+
+def _own_copy(fn, cls):
+    """``fn`` with a code object of its own, named for ``cls`` (any Python ``requires-python`` allows)."""
+    code = fn.__code__.replace(co_name=fn.__name__)  # replace() always makes a new code object
+    copy = types.FunctionType(code, fn.__globals__, fn.__name__, fn.__defaults__, fn.__closure__)
+    copy.__doc__, copy.__annotations__ = fn.__doc__, fn.__annotations__
+    copy.__qualname__, copy.__module__ = f"{cls.__qualname__}.{fn.__name__}", cls.__module__
+    return copy
 
 
 class LossModule(LossAdapter, nn.Module):
@@ -57,12 +71,7 @@ class LossModule(LossAdapter, nn.Module):
         if "forward" not in cls.__dict__:
             # a forward of the class's own: torch.compile keeps its cache (and its limit of 8
             # recompilations) per code object, as it does for each torch.nn loss class
-            base = LossModule.forward
-            code = base.__code__.replace(co_qualname=f"{cls.__qualname__}.forward")
-            forward = types.FunctionType(code, base.__globals__, "forward", base.__defaults__)
-            forward.__doc__, forward.__qualname__ = base.__doc__, f"{cls.__qualname__}.forward"
-            forward.__annotations__ = base.__annotations__
-            cls.forward = forward
+            cls.forward = _own_copy(LossModule.forward, cls)
 
     def _base_init(self, **params):
         nn.Module.__init__(self)
@@ -80,20 +89,69 @@ class LossModule(LossAdapter, nn.Module):
 
     def _store(self, name, value):
         if name == "class_weights":
-            weights = None if value is None else torch.tensor(value, dtype=torch.get_default_dtype())
-            self.register_buffer("class_weights", weights)
+            self._set_param(name, value)
         else:
             setattr(self, name, value)
 
+    def _set_param(self, name, value) -> bool:
+        if name != "class_weights":
+            return False
+        # a buffer in the dtype and on the device of the one it replaces (the module's); the exact
+        # values are kept, so .double() gives float64 weights, not float32 ones widened
+        old = self._buffers.get("class_weights")
+        dtype = old.dtype if old is not None and old.is_floating_point() else torch.get_default_dtype()
+        device = old.device if old is not None else None
+        self.__dict__["_class_weights_exact"] = value
+        weights = None if value is None else torch.tensor(value, dtype=dtype, device=device)
+        self.register_buffer("class_weights", weights)
+        return True
+
+    def _apply(self, fn, *args, **kwargs):
+        out = super()._apply(fn, *args, **kwargs)
+        self.__dict__.pop("_plan", None)
+        weights, exact = self._buffers.get("class_weights"), self.__dict__.get("_class_weights_exact")
+        if weights is not None and exact is not None and weights.dtype == torch.float64:
+            again = torch.tensor(exact, dtype=torch.float64, device=weights.device)
+            if torch.allclose(again, weights, rtol=1e-6, atol=0):  # not replaced by load_state_dict
+                self._buffers["class_weights"] = again
+        return out
+
     def forward(self, y_pred: torch.Tensor, y_true: torch.Tensor) -> torch.Tensor:
         y_pred, y_true = _as_tensors(y_pred, y_true)
-        if type(self).terms is LossModule.terms:  # a subclass's own terms always run
-            fast = fast_loss(self, y_pred, y_true)  # checks the inputs itself
-            if fast is not None:
-                return fast
-        y_true = self._check(_xp, y_pred, y_true)
+        plan = self.__dict__.get("_plan") or self._make_plan()
+        spec, (params, ranges, native, kernel) = self.spec, plan
+        axis = _core.class_axis(spec, params, y_pred.dim(), "torch")
+        y_true = _core.check_shapes(spec, _xp, y_pred, y_true, params, axis)
+        if self.reduction != "none":
+            if derived.applicable(y_pred, y_true):
+                if kernel is None:
+                    kernel = plan[3] = derived.kernel(type(self), params)
+                out = derived.loss(kernel, self, y_pred, y_true, ranges, axis, lambda stats: _core.check_values(
+                    spec, _xp, y_pred, y_true, params, axis, _core.ranges_from(stats)
+                ))
+                if out is not None:
+                    return out
+            if native is not None and not torch.compiler.is_compiling():
+                _core.check_values(spec, _xp, y_pred, y_true, params, axis)
+                out = native(self, y_pred, y_true, axis)
+                if out is not None:
+                    return out
+        _core.check_values(spec, _xp, y_pred, y_true, params, axis)
         loss, weight = self.terms(y_pred, y_true)
+        loss = _core.poison(spec, _xp, y_pred, y_true, params, axis, loss)  # compiled: NaN on bad input
         return self._reduce(_xp, loss, weight)
+
+    def _make_plan(self):
+        """What every call needs and no call changes: the parameters, the ranges the value checks
+        read, torch's own kernel for them (not for a subclass's own formula) and the derived
+        kernel. Kept until a parameter is set or the module moves (``_apply``)."""
+        params = self.params()
+        own_formula = type(self).terms is LossModule.terms  # (no native route takes a score)
+        native = torch_native.ROUTES.get(self.spec.name) if own_formula else None
+        plan = [params, _core.ranges_needed(self.spec, params), native, None]  # kernel: on first use
+        if not torch.compiler.is_compiling():  # a graph does not keep Python state between calls
+            self.__dict__["_plan"] = plan
+        return plan
 
     def terms(self, y_pred: torch.Tensor, y_true: torch.Tensor):
         """The formula before reduction: ``(loss, weight)``, ``weight`` ``None`` for a plain mean."""

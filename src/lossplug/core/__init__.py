@@ -120,6 +120,9 @@ def check_values(spec: LossSpec, xp, y_pred, y_true, params, axis, ranges=None):
     def pred_range():
         return known["y_pred"] if "y_pred" in known else xp.minmax(y_pred)
 
+    def nonintegral():
+        return known["nonintegral"] if "nonintegral" in known else xp.any_nonintegral(y_true)
+
     # Comparisons are written so that NaN fails them: `not (lo >= 0)` is True for NaN.
     if params.get("log_input"):
         lo, hi = pred_range()
@@ -128,12 +131,23 @@ def check_values(spec: LossSpec, xp, y_pred, y_true, params, axis, ranges=None):
     elif not params["from_logits"]:
         lo, hi = pred_range()
         if not (lo >= 0 and hi <= 1):
-            raise _range_error(spec, "y_pred (probabilities, from_logits=False)", lo, hi, "[0, 1]")
+            error = _range_error(spec, "y_pred (probabilities, from_logits=False)", lo, hi, "[0, 1]")
+            if lo == lo and hi == hi:  # finite values outside [0, 1] (not NaN): they look like logits
+                error = ValueError(
+                    f"{error}; these look like logits: pass from_logits=True to "
+                    f"{spec.class_name} (it then applies the sigmoid or softmax itself)"
+                )
+            raise error
 
     is_labels = len(xp.shape(y_true)) != len(xp.shape(y_pred))
     if is_labels:
-        if xp.any_nonintegral(y_true):
-            raise ValueError(f"{spec.class_name}: labels in y_true must be integers")
+        if nonintegral():
+            raise ValueError(
+                f"{spec.class_name}: y_pred has shape {tuple(xp.shape(y_pred))} and y_true has shape "
+                f"{tuple(xp.shape(y_true))}, one axis fewer, so y_true holds class labels, and "
+                "labels in y_true must be integers; found non-integer values (a mask or one-hot "
+                "target must have y_pred's shape)"
+            )
         num_classes = xp.shape(y_pred)[axis]
         top = max(num_classes, 2) if spec.kind == "sample" else num_classes  # one channel: 0/1
         lo, hi = true_range()
@@ -150,6 +164,26 @@ def check_values(spec: LossSpec, xp, y_pred, y_true, params, axis, ranges=None):
         raise _range_error(spec, "y_true (targets)", lo, hi, "[0, 1]")
 
 
+def ranges_needed(spec: LossSpec, params) -> str:
+    """Which input ranges ``check_values`` reads: ``""`` (none), ``"y_true"`` or ``"both"``.
+
+    A compiled kernel takes them in its own pass (``lossplug.frameworks.derived``).
+    """
+    if "from_logits" not in params:
+        return ""
+    return "y_true" if params["from_logits"] else "both"
+
+
+def ranges_from(stats) -> dict:
+    """``check_values``' ``ranges`` from a kernel's ``[min y_true, max y_true, non-integer y_true,
+    (min y_pred, max y_pred)]``."""
+    v = stats.tolist()
+    out = {"y_true": (v[0], v[1]), "nonintegral": bool(v[2])}
+    if len(v) == 5:
+        out["y_pred"] = (v[3], v[4])
+    return out
+
+
 # --- reduction ----------------------------------------------------------------------------------
 
 
@@ -162,38 +196,158 @@ def reduce(spec: LossSpec, xp, loss, weight, reduction: str, framework: str):
     """Apply ``reduction`` to a formula's ``(loss, weight)``.
 
     "mean" is the formula (a weighted mean where ``weight`` is given; 0 if every target is
-    ignored), "sum" the plain sum, "none" one value per sample for the class losses and Dice and
-    one per element for the elementwise losses (Keras: one per sample, its habit). For Keras the
-    result is the per-sample vector whose Keras reduction gives that mean or sum.
+    ignored), "sum" the plain sum, "none" the formula's own values: one per position for the class
+    losses (``y_pred``'s shape without the class axis, as ``torch.nn`` and ``keras.losses``), one
+    per sample for Dice (or one for the batch), one per element for the elementwise losses. Keras
+    reduces through ``keras_reduce`` (sample weights and masks); here ``framework="keras"`` gives
+    its result without either.
     """
     if framework == "keras":
-        return _keras_per_sample(spec, xp, loss, weight, reduction)
+        return keras_reduce(spec, xp, loss, weight, reduction)
     if reduction == "sum":
         return xp.sum(loss)
     if reduction == "mean":
         return xp.mean(loss) if weight is None else _safe_ratio(xp, xp.sum(loss), xp.sum(weight))
-    if spec.kind == "positions" and len(xp.shape(loss)) > 1:
-        return xp.mean(loss, axis=tuple(range(1, len(xp.shape(loss)))))
     return loss
 
 
-def _keras_per_sample(spec, xp, loss, weight, reduction):
+KERAS_REDUCTIONS = {"sum_over_batch_size": "mean", None: "none"}
+"""Keras 3's names for lossplug's reductions; ``"mean_with_sample_weight"`` is Keras's own."""
+
+
+def keras_reduction(reduction):
+    """lossplug's name for a Keras reduction name (``"mean_with_sample_weight"`` stays itself)."""
+    return KERAS_REDUCTIONS.get(reduction, reduction)
+
+
+def _fits(shape, target) -> bool:
+    """Whether ``shape`` equals ``target`` where both are known (``None`` dims match anything)."""
+    return len(shape) == len(target) and all(
+        a is None or b is None or a == b for a, b in zip(shape, target)
+    )
+
+
+def _align(spec, xp, x, values, what):
+    """``x`` (sample weights or a mask) shaped to multiply ``values``, or a ``ValueError``.
+
+    Keras's rule (a trailing axis of size 1 squeezed off), and per-sample ``(N,)`` weights spread
+    over the positions of each sample (``(N, T)`` values of a sequence); a scalar multiplies all.
+    """
+    xs, vs = tuple(xp.shape(x)), tuple(xp.shape(values))
+    if len(xs) == len(vs) + 1 and xs[-1] == 1:
+        x, xs = xp.squeeze(x, -1), xs[:-1]
+    if len(xs) < len(vs) and _fits(xs, vs[:len(xs)]) and xs:
+        x = xp.reshape(x, tuple(-1 if d is None else d for d in xs) + (1,) * (len(vs) - len(xs)))
+        xs = xs + (1,) * (len(vs) - len(xs))
+    if xs and not (len(xs) == len(vs) and all(
+        a is None or b is None or a == b or a == 1 for a, b in zip(xs, vs)
+    )):
+        per = {"positions": "position (y_pred's shape without the class axis)",
+               "sample": "sample" if len(vs) == 1 and vs != (1,) else "batch",
+               "elementwise": "sample and leading axis (the mean over the last axis)"}[spec.kind]
+        raise ValueError(
+            f"{spec.class_name}: {what} has shape {xs} but the loss has one value per {per}, "
+            f"shape {vs}; {what} must have that shape, or the batch's shape {vs[:1]} to weigh "
+            "whole samples"
+        )
+    return xp.cast_like(x, values)
+
+
+def keras_reduce(spec: LossSpec, xp, loss, weight, reduction, sample_weight=None, mask=None):
+    """Keras's reduction of a formula's ``(loss, weight)`` with ``sample_weight`` and a Keras mask.
+
+    The values reduced are the formula's per position (class losses), per sample (Dice; one for the
+    batch with ``aggregation="batch"``) or, for the elementwise losses, the mean over the last axis
+    (Keras's habit; the sum over it for ``"sum"``). With ``s`` the sample weights, ``m`` the mask
+    (each 1 when absent) and ``w`` the formula's weights (class weights times 0 for ignored
+    targets; 1 when absent; ``loss`` already carries them):
+
+    - ``"mean"`` (``"sum_over_batch_size"``): sum(loss s m) / sum(w m); without ``w`` and ``m``
+      that is Keras's division by the number of values, with ``m`` its masked mean;
+    - ``"mean_with_sample_weight"``: sum(loss s m) / sum(w s m), Keras's division by the weights;
+    - ``"sum"``: sum(loss s m); ``"none"`` (``None``): loss s m, shaped like the values.
+
+    Under ``tf.distribute`` the denominators are totals over the replicas, so each replica returns
+    its share of the global mean (which Keras sums over the replicas' gradients). A ratio with a
+    zero denominator is 0 (Keras's ``divide_no_nan``); an empty 1-D batch gives the empty values,
+    as Keras's built-in losses do.
+    """
+    reduction = keras_reduction(reduction)
     ndim = len(xp.shape(loss))
-    if ndim == 0:  # Dice over the whole batch: one value, kept 1-D so Keras scales it per replica
-        return xp.reshape(loss, (1,))
-    inner = tuple(range(1, ndim)) if spec.kind != "elementwise" else (-1,) if ndim > 1 else ()
+    if ndim == 0:  # Dice over the whole batch: one value, kept 1-D
+        loss = xp.reshape(loss, (1,))
+    elif spec.kind == "elementwise" and ndim > 1:
+        loss = xp.sum(loss, axis=-1) if reduction == "sum" else xp.mean(loss, axis=-1)
+    s = None if sample_weight is None else _align(spec, xp, sample_weight, loss, "sample_weight")
+    m = None if mask is None else _align(spec, xp, mask, loss, "the Keras mask")
+    factor = s if m is None else m if s is None else s * m
+    values = loss if factor is None else loss * factor
+    if reduction == "none":
+        return values
+    total = xp.sum(values)
     if reduction == "sum":
-        return xp.sum(loss, axis=inner) if inner else loss
-    if reduction == "mean" and weight is not None:
-        # per-sample sums scaled by N / sum(weight): Keras's mean of them is the weighted mean.
-        # N and sum(weight) are totals over tf.distribute replicas, so the mean is the global one.
-        count = xp.all_reduce_sum(xp.cast_like(xp.ops.shape(loss)[0], loss))
-        sums = xp.sum(loss, axis=inner) if inner else loss
-        return sums * _safe_ratio(xp, count, xp.all_reduce_sum(xp.sum(weight)))
-    return xp.mean(loss, axis=inner) if inner else loss
+        return total
+    if tuple(xp.shape(values)) == (0,):
+        return values  # Keras's built-ins return an empty batch's (empty) values
+    if reduction == "mean_with_sample_weight":
+        counted = factor if weight is None else weight if factor is None else weight * factor
+    else:
+        counted = m if weight is None else weight if m is None else weight * m
+    ones = xp.cast_like(xp.where(values == values, 1.0, 1.0), values)  # 1 per value, inf and NaN too
+    den = xp.sum(ones if counted is None else counted * ones)  # counted broadcast to the values
+    return _safe_ratio(xp, total, xp.all_reduce_sum(den))
+
+
+def poison(spec: LossSpec, xp, y_pred, y_true, params, axis, loss):
+    """``loss`` made NaN where the value checks could not run and the inputs are out of range.
+
+    Inside a compiled graph (``jit_compile``, ``torch.compile``, ``tf.function``) ``check_values``
+    cannot raise; there a label out of range, a non-integer label, a probability outside [0, 1]
+    or a target outside [0, 1] (and NaN in any of them) turns the whole loss into NaN instead of
+    a plausible finite number. NaN or inf in logits propagate through the formula by themselves.
+    In eager mode (the checks ran) and with ``value_checks(False)`` the loss is returned as it is.
+    """
+    if not _VALUE_CHECKS or "from_logits" not in params or xp.is_concrete(y_pred):
+        return loss
+
+    def outside(x, lo, hi):  # 1.0 where x is NaN or outside [lo, hi]
+        inside = xp.where(x >= lo, 1.0, 0.0) * xp.where(x <= hi, 1.0, 0.0)
+        return 1.0 - xp.cast_like(inside, loss)
+
+    bad = []
+    if params.get("log_input"):
+        bad.append(outside(y_pred, -float("inf"), 0.0))
+    elif not params["from_logits"]:
+        bad.append(outside(y_pred, 0.0, 1.0))
+    if len(xp.shape(y_true)) != len(xp.shape(y_pred)):
+        labels = y_true
+        ignore = params.get("ignore_index")
+        if ignore is not None:
+            labels = xp.where(labels == ignore, 0 * labels, labels)
+        num_classes = xp.shape(y_pred)[axis]
+        top = max(num_classes, 2) if spec.name == "dice" else num_classes
+        bad.append(outside(labels, 0, top - 1))
+        if _is_float(labels):
+            whole = xp.cast_like(xp.cast_int(labels), labels)
+            bad.append(1.0 - xp.cast_like(xp.where(labels == whole, 1.0, 0.0), loss))
+    else:
+        bad.append(outside(y_true, 0.0, 1.0))
+    count = sum(xp.sum(b) for b in bad)
+    return loss + xp.where(count > 0, 0.0 * count + float("nan"), 0.0 * count)
+
+
+def _is_float(x) -> bool:
+    return "float" in str(getattr(x, "dtype", "float"))
 
 
 # --- the whole path -----------------------------------------------------------------------------
+
+
+def class_axis(spec: LossSpec, params, ndim: int, framework: str) -> int | None:
+    """The resolved class axis of a loss that has one (0 for a scalar ``y_pred``), else ``None``."""
+    if not spec.has_class_axis:
+        return None
+    return resolve_axis(params["axis"], ndim, framework) if ndim else 0
 
 
 def formula_params(spec: LossSpec, xp, y_pred, params: dict, framework: str) -> dict:
@@ -202,8 +356,7 @@ def formula_params(spec: LossSpec, xp, y_pred, params: dict, framework: str) -> 
     if framework == "keras" and "sync_dist" in out:
         out["sync_dist"] = True  # Keras's batch is the global one: Dice sums span tf.distribute replicas
     if spec.has_class_axis:
-        ndim = len(xp.shape(y_pred))
-        out["axis"] = resolve_axis(params["axis"], ndim, framework) if ndim else 0
+        out["axis"] = class_axis(spec, params, len(xp.shape(y_pred)), framework)
     return out
 
 

@@ -222,8 +222,7 @@ def _label_map_sums(
 
     For a one-hot ``y``: :math:`\sum_c p_c y_c = p_{\text{label}}` (a gather) and
     :math:`\sum_c y_c^2 = \sum_c y_c = 1` per counted position; per class, both are sums
-    grouped by label (``xp.sum_by_label``). A backend with ``label_class_sums`` (torch, class
-    axis 1) computes all per-class sums of ``activation(y_pred)`` in one fused kernel instead.
+    grouped by label (``xp.sum_by_label``).
     """
     ndim = len(xp.shape(y_pred))
     labels = xp.cast_int(y_true)
@@ -232,13 +231,6 @@ def _label_map_sums(
         keep = labels != ignore_index
         labels = xp.where(keep, labels, 0 * labels)
         counted = xp.cast_like(keep, y_pred)
-    if axis == 1 and hasattr(xp, "label_class_sums"):  # torch: per-class sums in one fused kernel
-        sums = xp.label_class_sums(y_pred, labels, counted, num_classes, squared, activation)  # (N, C)
-        if not include_background:
-            sums = [xp.slice_axis(t, 1, 1) for t in sums]
-        if not per_class:
-            sums = [xp.sum(t, axis=1) for t in sums]
-        return tuple(sums)  # intersection, p_terms, y_terms
     p = _activate(xp, y_pred, activation, axis)
     if counted is not None:
         p = p * xp.expand_dims(counted, axis)
