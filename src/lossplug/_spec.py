@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from lossplug.formulas import classification, divergence, focal, margin, regression, segmentation
+from lossplug.formulas import classification, divergence, focal, lovasz, margin, regression, segmentation
 
 REDUCTIONS = ("mean", "sum", "none")
 
@@ -202,6 +202,24 @@ COSINE_EPS = Param("eps", 1e-8, _positive, "floor of each vector's norm", _as_fl
 HINGE_SQUARED = Param(
     "squared", False, _bool, "square the margin: max(0, 1 - t y_pred)^2 (Keras's SquaredHinge)", _as_bool
 )
+TVERSKY_ALPHA = Param(
+    "alpha", 0.5, _non_negative, "weight of the false positives FP = sum(y_pred (1 - y))", _as_float
+)
+TVERSKY_BETA = Param(
+    "beta", 0.5, _non_negative, "weight of the false negatives FN = sum((1 - y_pred) y)", _as_float
+)
+TVERSKY_GAMMA = Param(
+    "gamma", 1.0, _positive, "exponent of the loss; gamma != 1 is the focal Tversky loss", _as_float
+)
+WEIGHT_TYPE = Param(
+    "weight_type", "square", _one_of("square", "simple", "uniform"),
+    'class weight w_c: "square" 1/(sum y_c)^2, "simple" 1/sum y_c, "uniform" 1; a class absent '
+    "from y_true takes the largest weight of the present ones",
+)
+LOVASZ_AGGREGATION = Param(
+    "aggregation", "sample", _one_of("sample", "batch"),
+    '"sample": one Lovasz loss per sample (per image), then the mean; "batch": one over the whole batch',
+)
 
 
 @dataclass(frozen=True)
@@ -300,7 +318,7 @@ def _check_combinations(spec: LossSpec, params: dict[str, Any]) -> None:
         raise LossParameterError(
             f"{spec.class_name}: from_logits=True and log_input=True exclude each other"
         )
-    if params.get("class_weights") is not None and spec.name == "dice" and not params["per_class"]:
+    if params.get("class_weights") is not None and params.get("per_class") is False:
         raise LossParameterError(f"{spec.class_name}: class_weights needs per_class=True")
     if params.get("sync_dist") and params.get("aggregation") != "batch":
         raise LossParameterError(f'{spec.class_name}: sync_dist=True needs aggregation="batch"')
@@ -465,6 +483,104 @@ _SPECS = (
         ),
         hooks=(Hook("score", segmentation.dice_score, ("intersection", "denominator"), ("smooth",),
                     "The Dice ratio from the sums; override for another smoothing rule."),),
+    ),
+    LossSpec(
+        "tversky", "TverskyLoss", segmentation.tversky,
+        (TVERSKY_ALPHA, TVERSKY_BETA, TVERSKY_GAMMA, FROM_LOGITS, SMOOTH, AGGREGATION, PER_CLASS,
+         CLASS_WEIGHTS, INCLUDE_BACKGROUND, ACTIVATION, IGNORE_INDEX, AXIS, SYNC_DIST, REDUCTION),
+        "sample", "same_or_labels",
+        r"\operatorname{mean}_i\Big(1 - \frac{TP_i + s}{TP_i + \alpha FP_i + \beta FN_i + s}\Big)^\gamma,"
+        r"\ TP = \sum \hat y y,\ FP = \sum \hat y (1 - y),\ FN = \sum (1 - \hat y) y",
+        "Tversky loss: Dice with its own weights on false positives and false negatives "
+        "(focal Tversky for gamma != 1).",
+        text="Tversky loss: mean over samples of (1 - (TP + s) / (TP + alpha FP + beta FN + s))^gamma, "
+             "TP = sum(y_pred y), FP = sum(y_pred (1 - y)), FN = sum((1 - y_pred) y).",
+        inputs="masks",
+        example=([[0.9, 0.8, 0.1, 0.2], [0.3, 0.6, 0.7, 0.1]],
+                 [[1.0, 1.0, 0.0, 0.0], [0.0, 1.0, 1.0, 0.0]], {"alpha": 0.3, "beta": 0.7}),
+        plots=({}, {"alpha": 0.3, "beta": 0.7}, {"gamma": 0.75}),
+        cases=(
+            case(), case("a0.3-b0.7", alpha=0.3, beta=0.7, check=True),
+            case("focal0.75", gamma=0.75), case("focal2-logits", gamma=2.0, from_logits=True),
+            case("batch", aggregation="batch", alpha=0.7, beta=0.3),
+            case("labelmap-softmax", inputs="label_map", from_logits=True, check=True),
+            case("perclass-cw-nobg", inputs="onehot", shape=(3, 3, 6, 6), per_class=True,
+                 class_weights=[1.0, 2.0, 0.5], include_background=False, check=True),
+            case("ignore-perclass", inputs="label_map", ignore_index=255, from_logits=True,
+                 per_class=True, alpha=0.2, beta=0.8),
+        ),
+    ),
+    LossSpec(
+        "jaccard", "JaccardLoss", segmentation.jaccard,
+        (FROM_LOGITS, SMOOTH, AGGREGATION, PER_CLASS, CLASS_WEIGHTS, INCLUDE_BACKGROUND, ACTIVATION,
+         IGNORE_INDEX, AXIS, SYNC_DIST, REDUCTION),
+        "sample", "same_or_labels",
+        r"\operatorname{mean}_i\Big(1 - \frac{I_i + s}{\sum \hat y_i + \sum y_i - I_i + s}\Big),"
+        r"\ I_i = \sum \hat y_i y_i",
+        "Soft Jaccard (IoU) loss; sums run over every non-batch axis.",
+        text="Soft Jaccard loss: mean over samples of 1 - (I + s) / (sum(y_pred) + sum(y) - I + s), "
+             "I = sum(y_pred y).",
+        inputs="masks",
+        example=([[0.9, 0.8, 0.1, 0.2], [0.3, 0.6, 0.7, 0.1]],
+                 [[1.0, 1.0, 0.0, 0.0], [0.0, 1.0, 1.0, 0.0]], {}),
+        plots=({}, {"smooth": 1.0}),
+        cases=(
+            case(), case("logits", from_logits=True), case("smooth1", smooth=1.0),
+            case("batch", aggregation="batch", check=True),
+            case("labelmap-softmax", inputs="label_map", from_logits=True, check=True),
+            case("perclass-cw", inputs="label_map", per_class=True, class_weights=[0.25, 1.0, 2.0]),
+            case("ignore-nobg", inputs="label_map", ignore_index=255, from_logits=True,
+                 include_background=False, per_class=True, check=True),
+        ),
+    ),
+    LossSpec(
+        "generalized_dice", "GeneralizedDiceLoss", segmentation.generalized_dice,
+        (FROM_LOGITS, SMOOTH, WEIGHT_TYPE, AGGREGATION, CLASS_WEIGHTS, INCLUDE_BACKGROUND, ACTIVATION,
+         IGNORE_INDEX, AXIS, SYNC_DIST, REDUCTION),
+        "sample", "same_or_labels",
+        r"\operatorname{mean}_i\Big(1 - \frac{2\sum_c w_c I_{ic} + s}"
+        r"{\sum_c w_c\,(\sum \hat y_{ic} + \sum y_{ic}) + s}\Big),\ w_c = 1/(\textstyle\sum y_{ic})^2",
+        "Generalized Dice loss: per-class sums weighted by the inverse squared class size.",
+        text="Generalized Dice loss: mean over samples of 1 - (2 sum_c w_c I_c + s) / "
+             "(sum_c w_c (sum(y_pred_c) + sum(y_c)) + s), w_c = 1 / sum(y_c)^2.",
+        inputs="label_map",
+        example=([[[0.7, 0.2], [0.2, 0.6], [0.1, 0.2]], [[0.5, 0.1], [0.4, 0.1], [0.1, 0.8]]],
+                 [[0, 1], [1, 2]], {}),
+        plots=({}, {"weight_type": "simple"}, {"weight_type": "uniform"}),
+        cases=(
+            case(), case("logits", from_logits=True, check=True),
+            case("simple", weight_type="simple"),
+            case("uniform-logits", weight_type="uniform", from_logits=True),
+            case("batch", aggregation="batch", from_logits=True, check=True),
+            case("nobg", include_background=False, from_logits=True),
+            case("ignore", ignore_index=255, from_logits=True),
+            case("onehot-cw", inputs="onehot", shape=(3, 3, 6, 6), class_weights=[1.0, 2.0, 0.5], check=True),
+            case("binary-mask", inputs="masks"),
+        ),
+    ),
+    LossSpec(
+        "lovasz", "LovaszLoss", lovasz.lovasz,
+        (FROM_LOGITS, LOVASZ_AGGREGATION, IGNORE_INDEX, AXIS, REDUCTION),
+        "sample", "same_or_labels",
+        r"\operatorname{mean}_i\ \overline{\Delta_J}(m_i):\ \text{the Lovasz extension of the Jaccard "
+        r"loss at the errors } m_i",
+        "Lovasz loss (Berman et al. 2018): hinge on binary logits, softmax for label maps.",
+        text="Lovasz loss: mean over samples of the Lovasz extension of the Jaccard loss at the errors: "
+             "1 - y_pred (2 y - 1) clipped at 0 (binary, logits), |[y = c] - p_c| averaged over the "
+             "present classes (label maps).",
+        inputs="label_map",
+        example=([[[0.7, 0.2], [0.2, 0.6], [0.1, 0.2]], [[0.5, 0.1], [0.4, 0.1], [0.1, 0.8]]],
+                 [[0, 1], [1, 2]], {}),
+        plots=({},),
+        cases=(
+            case(), case("logits", from_logits=True, check=True),
+            case("batch-logits", aggregation="batch", from_logits=True, check=True),
+            case("ignore", ignore_index=255, from_logits=True),
+            case("hinge", inputs="masks", from_logits=True, check=True),
+            case("hinge-batch", inputs="masks", from_logits=True, aggregation="batch"),
+            case("binary-probs", inputs="masks"),
+            case("onechannel-labels", inputs="label_map", shape=(2, 1, 4, 4), from_logits=True),
+        ),
     ),
     LossSpec(
         "kl_div", "KLDivLoss", divergence.kl_div, (FROM_LOGITS, LOG_INPUT, AXIS, EPS, REDUCTION),
