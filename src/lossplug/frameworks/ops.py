@@ -73,6 +73,15 @@ class NumpyBackend:
 
     exp = staticmethod(np.exp)
 
+    def max(self, x, axis=None, keepdims=False):
+        return np.max(x, axis=axis, keepdims=keepdims)
+
+    def stop_gradient(self, x):
+        return x
+
+    def smallest_normal(self, like) -> float:
+        return float(np.finfo(like.dtype).tiny)
+
     def softplus(self, x):
         return np.logaddexp(0.0, x)
 
@@ -100,7 +109,8 @@ class NumpyBackend:
         """``out[n, c]`` = sum of ``values[n, ...]`` where ``labels[n, ...] == c``."""
         n = values.shape[0]
         out = np.zeros((n, num_classes), dtype=values.dtype)
-        np.add.at(out, (np.arange(n)[:, None], labels.reshape(n, -1)), values.reshape(n, -1))
+        size = int(np.prod(values.shape[1:]))  # not -1: an empty batch (n = 0) has no -1
+        np.add.at(out, (np.arange(n)[:, None], labels.reshape(n, size)), values.reshape(n, size))
         return out
 
     def slice_axis(self, x, start, axis):
@@ -219,6 +229,17 @@ class TorchBackend:
     def exp(self, x):
         return self.torch.exp(x)
 
+    def max(self, x, axis=None, keepdims=False):
+        if axis is None:
+            return x.amax()
+        return x.amax(dim=axis, keepdim=keepdims)
+
+    def stop_gradient(self, x):
+        return x.detach()
+
+    def smallest_normal(self, like) -> float:
+        return self.torch.finfo(like.dtype).tiny
+
     def softplus(self, x):
         return self.F.softplus(x)
 
@@ -243,20 +264,14 @@ class TorchBackend:
 
     def sum_by_label(self, values, labels, num_classes):
         """``out[n, c]`` = sum of ``values[n, ...]`` where ``labels[n, ...] == c`` (no one-hot)."""
-        n = values.shape[0]
-        labels, values = labels.reshape(n, -1), values.reshape(n, -1)
+        n, size = values.shape[0], values[0].numel() if values.shape[0] else 0
+        labels, values = labels.reshape(n, size), values.reshape(n, size)  # not -1: n may be 0
         if values.requires_grad or self.torch.compiler.is_compiling():
             return values.new_zeros((n, num_classes)).scatter_add(1, labels, values)
         # constants (the label counts): one bincount, faster than scatter_add on CPU
         rows = self.torch.arange(n, device=labels.device)[:, None] * num_classes
         counts = self.torch.bincount((labels + rows).reshape(-1), values.reshape(-1), n * num_classes)
         return counts.to(values.dtype).reshape(n, num_classes)
-
-    def label_class_sums(self, x, labels, weights, num_classes, squared, activation=None):
-        """Dice's per-class sums of ``activation(x)`` on a label map, class axis 1 (``_fused_dice``)."""
-        from lossplug.frameworks.fused_dice import label_class_sums
-
-        return label_class_sums(x, labels, weights, num_classes, squared, activation)
 
     def slice_axis(self, x, start, axis):
         return x.narrow(axis, start, x.shape[axis] - start)
@@ -314,9 +329,14 @@ class KerasBackend:
 
     def minmax(self, x) -> tuple[float, float]:
         ops = self.ops
-        return float(ops.convert_to_numpy(ops.min(x))), float(ops.convert_to_numpy(ops.max(x)))
+        lo, hi = ops.min(x), ops.max(x)
+        if "float16" in str(lo.dtype):  # bfloat16: TensorFlow cannot hand it to NumPy
+            lo, hi = ops.cast(lo, "float32"), ops.cast(hi, "float32")
+        return float(ops.convert_to_numpy(lo)), float(ops.convert_to_numpy(hi))
 
     def any_nonintegral(self, x) -> bool:
+        if "int" in str(x.dtype) or "bool" in str(x.dtype):
+            return False
         return bool(self.ops.convert_to_numpy(self.ops.any(x != self.ops.floor(x))))
 
     def shape(self, x) -> tuple:
@@ -342,13 +362,24 @@ class KerasBackend:
     def mean(self, x, axis=None, keepdims=False):
         return self.ops.mean(x, axis=axis, keepdims=keepdims)
 
+    def smallest_normal(self, like) -> float:
+        import ml_dtypes  # NumPy's finfo knows no bfloat16
+
+        return float(ml_dtypes.finfo(self.keras.backend.standardize_dtype(like.dtype)).tiny)
+
+    def max(self, x, axis=None, keepdims=False):
+        # keras.ops.max refuses an empty tensor (an empty batch) on TensorFlow and torch unless
+        # given an initial value; the result is then just as empty
+        initial = -float("inf") if 0 in tuple(x.shape) else None
+        return self.ops.max(x, axis=axis, keepdims=keepdims, initial=initial)
+
     def log_softmax(self, x, axis):
         if self.keras.backend.backend() != "tensorflow":
             return self.ops.log_softmax(x, axis=axis)
         # tf.nn.log_softmax's gradient compiles ~15% slower under XLA than the same formula in
         # plain ops (jax.nn.log_softmax's): z - log(sum(exp(z))), z = x - max(x), max held constant.
         ops = self.ops
-        z = x - ops.stop_gradient(ops.max(x, axis=axis, keepdims=True))
+        z = x - ops.stop_gradient(self.max(x, axis=axis, keepdims=True))
         return z - ops.log(ops.sum(ops.exp(z), axis=axis, keepdims=True))
 
     def select(self, x, index, axis):
