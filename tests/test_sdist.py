@@ -92,7 +92,8 @@ def test_a_subset_of_the_tests_runs_from_the_unpacked_sdist(sdist):
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "not keras and not slow",
          "tests/test_smoke.py", "tests/test_values_hand.py", "tests/test_hydra_group.py",
-         "-k", "not torch"],
+         # the shipped YAMLs from the sdist's package data, built for NumPy (no framework import)
+         "-k", "not torch and (not test_hydra_group or generated_text or instantiate_numpy)"],
         cwd=unpacked, env=env, capture_output=True, text=True, timeout=600,
     )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
