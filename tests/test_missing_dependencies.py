@@ -82,7 +82,9 @@ def test_import_lossplug_keras_default_backend_missing_says_set_keras_backend(tm
     assert "ImportError" in out["mro"]
     message = out["message"]
     assert "Keras is installed but its backend 'tensorflow' is not" in message
-    assert "KERAS_BACKEND is not set, and Keras's default backend is tensorflow" in message
+    # Keras writes its default config (backend tensorflow) into KERAS_HOME on first import
+    assert ("KERAS_BACKEND is not set, and Keras's default backend is tensorflow" in message
+            or "keras.json says backend 'tensorflow'" in message), message
     assert "set KERAS_BACKEND" in message
     assert 'pip install "lossplug[tensorflow]"' in message
     # it offers the backends this environment has
@@ -97,6 +99,17 @@ def test_import_lossplug_keras_chosen_backend_missing(tmp_path):
     message = out["message"]
     assert "backend 'jax' is not (KERAS_BACKEND=jax)" in message
     assert 'pip install "lossplug[jax]"' in message
+
+
+def test_import_lossplug_keras_backend_from_keras_json_missing(tmp_path):
+    pytest.importorskip("keras")
+    home = tmp_path / "keras_home"
+    home.mkdir()
+    (home / "keras.json").write_text('{"backend": "jax", "floatx": "float32"}')
+    out = _run("jax", _IMPORT.format(module="lossplug.keras"), tmp_path=tmp_path)
+    message = out["message"]
+    assert f"KERAS_BACKEND is not set, and {home / 'keras.json'} says backend 'jax'" in message
+    assert "backend 'jax' is not" in message and 'pip install "lossplug[jax]"' in message
 
 
 def test_import_lossplug_needs_no_framework(tmp_path):

@@ -10,6 +10,7 @@ for Keras, the ``KERAS_BACKEND`` to set). The original error stays attached as `
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 
 # Keras 3's backends and the lossplug extra that installs each (openvino has none of ours)
@@ -40,6 +41,18 @@ def missing(what: str, module: str, extra: str, exc: ImportError) -> MissingDepe
     return MissingDependency(f'{what} needs {module}, and {reason}: pip install "lossplug[{extra}]"')
 
 
+def _keras_config_backend() -> tuple[str, str | None]:
+    """Keras's config file (``$KERAS_HOME/keras.json``, else ``~/.keras/keras.json``) and its backend."""
+    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    path = os.path.join(home, "keras.json")
+    try:
+        with open(path) as f:
+            backend = json.load(f).get("backend")
+    except (OSError, ValueError, AttributeError):
+        backend = None
+    return path, backend if isinstance(backend, str) else None
+
+
 def keras_import_error(exc: ImportError) -> MissingDependency:
     """``import keras`` failed: Keras itself is missing, or the backend it was told to use."""
     root = _root(exc)
@@ -50,8 +63,13 @@ def keras_import_error(exc: ImportError) -> MissingDependency:
         )
     if root in KERAS_BACKENDS:
         chosen = os.environ.get("KERAS_BACKEND")
-        how = (f"KERAS_BACKEND={chosen}" if chosen
-               else "KERAS_BACKEND is not set, and Keras's default backend is tensorflow")
+        config, configured = _keras_config_backend()
+        if chosen:
+            how = f"KERAS_BACKEND={chosen}"
+        elif configured:
+            how = f"KERAS_BACKEND is not set, and {config} says backend {configured!r}"
+        else:
+            how = "KERAS_BACKEND is not set, and Keras's default backend is tensorflow"
         others = [b for b in KERAS_BACKENDS if b != root and _installed(b)]
         hint = (f"set KERAS_BACKEND to a backend you have ({' or '.join(others)}), e.g. "
                 f"KERAS_BACKEND={others[0]}" if others else
