@@ -125,7 +125,7 @@ def judged_ratio(device: str) -> str:
 
 
 def markdown(rows: list[dict], info: dict, command: str, chart: str | None) -> str:
-    from lossplug.frameworks.derived import DERIVED_MIN_NUMEL
+    from lossplug.frameworks.derived import DERIVED_MIN_NUMEL, NATIVE_UP_TO
 
     key = judged_ratio(info["device"])
     versions = ", ".join(f"{k} {v}" for k, v in info["versions"].items())
@@ -150,8 +150,9 @@ def markdown(rows: list[dict], info: dict, command: str, chart: str | None) -> s
         'timed interleaved in one process: every round calls each candidate once. *Ratio* is the '
         "candidate's time over the baseline's (`native`: torch.nn.functional, MONAI for Dice, the "
         'Keras built-in for Keras) for the same inputs; below 1 is faster. `lossplug` is the loss as '
-        f'users call it: inputs of at least {DERIVED_MIN_NUMEL} elements that need a gradient run '
-        'the kernel derived from the formula (`torch.compile` of `torch.func.grad_and_value` of '
+        f'users call it: inputs that need a gradient run the kernel derived from the formula from '
+        f'{NATIVE_UP_TO["elementwise"]} elements on (elementwise losses), {NATIVE_UP_TO["positions"]} '
+        f'(class losses) or {DERIVED_MIN_NUMEL} (losses torch has no kernel of) on: the formula (`torch.compile` of `torch.func.grad_and_value` of '
         'the formula and its reduction, with the value checks\' input ranges, compiled by inductor on '
         "first use); smaller ones torch's own kernel where one computes the formula, else the "
         "composed formula. `lossplug (kernels off)` runs inside `lossplug.torch.fused_kernels(False)`:"

@@ -4,7 +4,7 @@ Each route is checked against the float64 NumPy reference (lossplug.numpy) and a
 composed formula's value and gradient; Dice on label maps also against a one-hot Dice written out
 here with NumPy and against MONAI. The derived kernels (lossplug.frameworks.derived: the formula
 compiled with its gradient by torch.compile) only run on large inputs, so the tests using them
-lower ``DERIVED_MIN_NUMEL`` (fixture ``small_fused``).
+lower ``DERIVED_MIN_NUMEL`` and ``NATIVE_UP_TO`` (fixture ``small_fused``).
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ def small_fused(monkeypatch):
     Compiled by ``aot_eager`` (the same traced value-and-gradient graph, no code generation: seconds
     less per case); the tests that also take ``inductor`` run inductor's code."""
     monkeypatch.setattr(derived, "DERIVED_MIN_NUMEL", 64)
+    monkeypatch.setattr(derived, "NATIVE_UP_TO", {})
     monkeypatch.setattr(compiled, "BACKEND", "aot_eager")
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
@@ -253,6 +254,7 @@ def route(request, monkeypatch):
     """Run a test through the fused kernel (asserting it ran) and through torch's own kernels."""
     if request.param == "fused":
         monkeypatch.setattr(derived, "DERIVED_MIN_NUMEL", 64)
+        monkeypatch.setattr(derived, "NATIVE_UP_TO", {})
         monkeypatch.setattr(compiled, "BACKEND", "aot_eager")
         with warnings.catch_warnings():
             warnings.simplefilter("error", RuntimeWarning)
@@ -621,7 +623,7 @@ import warnings, torch, torch._inductor.config as config
 import lossplug.torch as lt
 from lossplug.frameworks import derived
 config.cpp.cxx = ("/nonexistent/c++",)
-derived.DERIVED_MIN_NUMEL = 64
+derived.DERIVED_MIN_NUMEL, derived.NATIVE_UP_TO = 64, {}
 x = torch.randn(50, 40, dtype=torch.float64, requires_grad=True)
 y = torch.randn(50, 40, dtype=torch.float64)
 with warnings.catch_warnings(record=True) as caught:

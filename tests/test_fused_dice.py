@@ -25,6 +25,7 @@ def small_inputs_derived(monkeypatch):
     """Derived kernels on these small inputs, compiled by aot_eager (the traced value-and-gradient
     graph without code generation) except in the tests that take ``inductor``."""
     monkeypatch.setattr(derived, "DERIVED_MIN_NUMEL", 16)
+    monkeypatch.setattr(derived, "NATIVE_UP_TO", {})
     monkeypatch.setattr(compiled, "BACKEND", "aot_eager")
 
 

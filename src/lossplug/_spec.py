@@ -309,11 +309,11 @@ class LossSpec:
                     f"{self.class_name}: {p.name}={value!r} is invalid; it must be {problem}"
                 )
             out[p.name] = p.convert(value)
-        _check_combinations(self, out)
+        check_combinations(self, out)
         return out
 
 
-def _check_combinations(spec: LossSpec, params: dict[str, Any]) -> None:
+def check_combinations(spec: LossSpec, params: dict[str, Any]) -> None:
     if params.get("from_logits") and params.get("log_input"):
         raise LossParameterError(
             f"{spec.class_name}: from_logits=True and log_input=True exclude each other"

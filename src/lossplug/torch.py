@@ -123,12 +123,13 @@ class LossModule(LossAdapter, nn.Module):
         axis = _core.class_axis(spec, params, y_pred.dim(), "torch")
         y_true = _core.check_shapes(spec, _xp, y_pred, y_true, params, axis)
         if self.reduction != "none":
-            if derived.applicable(y_pred, y_true):
+            if derived.applicable(y_pred, y_true, derived.min_numel(spec, native is not None)):
                 if kernel is None:
                     kernel = plan[3] = derived.kernel(type(self), params)
-                out = derived.loss(kernel, self, y_pred, y_true, ranges, axis, lambda stats: _core.check_values(
-                    spec, _xp, y_pred, y_true, params, axis, _core.ranges_from(stats)
-                ))
+                def check(stats):
+                    _core.check_values(spec, _xp, y_pred, y_true, params, axis, _core.ranges_from(stats))
+
+                out = derived.loss(kernel, self, y_pred, y_true, ranges, axis, check)
                 if out is not None:
                     return out
             if native is not None and not torch.compiler.is_compiling():
@@ -137,8 +138,9 @@ class LossModule(LossAdapter, nn.Module):
                 if out is not None:
                     return out
         _core.check_values(spec, _xp, y_pred, y_true, params, axis)
-        loss, weight = self.terms(y_pred, y_true)
-        loss = _core.poison(spec, _xp, y_pred, y_true, params, axis, loss)  # compiled: NaN on bad input
+        # compiled (no value checks): labels out of range replaced for the formula, the loss NaN
+        loss, weight = self.terms(y_pred, _core.safe_labels(spec, _xp, y_pred, y_true, params, axis))
+        loss = _core.poison(spec, _xp, y_pred, y_true, params, axis, loss)
         return self._reduce(_xp, loss, weight)
 
     def _make_plan(self):

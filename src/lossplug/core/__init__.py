@@ -187,7 +187,7 @@ def ranges_from(stats) -> dict:
 # --- reduction ----------------------------------------------------------------------------------
 
 
-def _safe_ratio(xp, num, den):
+def safe_ratio(xp, num, den):
     positive = den > 0
     return xp.where(positive, num / xp.where(positive, den, 1.0 + 0.0 * den), 0.0 * num)
 
@@ -207,7 +207,7 @@ def reduce(spec: LossSpec, xp, loss, weight, reduction: str, framework: str):
     if reduction == "sum":
         return xp.sum(loss)
     if reduction == "mean":
-        return xp.mean(loss) if weight is None else _safe_ratio(xp, xp.sum(loss), xp.sum(weight))
+        return xp.mean(loss) if weight is None else safe_ratio(xp, xp.sum(loss), xp.sum(weight))
     return loss
 
 
@@ -295,7 +295,7 @@ def keras_reduce(spec: LossSpec, xp, loss, weight, reduction, sample_weight=None
         counted = m if weight is None else weight if m is None else weight * m
     ones = xp.cast_like(xp.where(values == values, 1.0, 1.0), values)  # 1 per value, inf and NaN too
     den = xp.sum(ones if counted is None else counted * ones)  # counted broadcast to the values
-    return _safe_ratio(xp, total, xp.all_reduce_sum(den))
+    return safe_ratio(xp, total, xp.all_reduce_sum(den))
 
 
 def poison(spec: LossSpec, xp, y_pred, y_true, params, axis, loss):
@@ -336,6 +336,24 @@ def poison(spec: LossSpec, xp, y_pred, y_true, params, axis, loss):
     return loss + xp.where(count > 0, 0.0 * count + float("nan"), 0.0 * count)
 
 
+def safe_labels(spec: LossSpec, xp, y_pred, y_true, params, axis):
+    """Integer labels with those out of range replaced by 0 where the value checks cannot run.
+
+    Inside a compiled graph a label out of range would index outside ``y_pred`` (an out-of-bounds
+    read, or a device-side assert on a GPU); with it replaced the formula runs, and ``poison``,
+    which looks at the labels as given, makes the loss NaN. Elsewhere ``y_true`` as it is.
+    """
+    if (not _VALUE_CHECKS or "from_logits" not in params or xp.is_concrete(y_pred)
+            or len(xp.shape(y_true)) == len(xp.shape(y_pred))):
+        return y_true
+    num_classes = xp.shape(y_pred)[axis] if len(xp.shape(y_pred)) else 1
+    top = max(num_classes, 2) if spec.name == "dice" else num_classes
+    zero = 0 * y_true
+    safe = xp.where(y_true >= 0, xp.where(y_true <= top - 1, y_true, zero), zero)
+    ignore = params.get("ignore_index")
+    return safe if ignore is None else xp.where(y_true == ignore, y_true, safe)
+
+
 def _is_float(x) -> bool:
     return "float" in str(getattr(x, "dtype", "float"))
 
@@ -353,8 +371,6 @@ def class_axis(spec: LossSpec, params, ndim: int, framework: str) -> int | None:
 def formula_params(spec: LossSpec, xp, y_pred, params: dict, framework: str) -> dict:
     """The formula's keyword arguments: the parameters less ``reduction``, the axis resolved."""
     out = {k: v for k, v in params.items() if k != "reduction"}
-    if framework == "keras" and "sync_dist" in out:
-        out["sync_dist"] = True  # Keras's batch is the global one: Dice sums span tf.distribute replicas
     if spec.has_class_axis:
         out["axis"] = class_axis(spec, params, len(xp.shape(y_pred)), framework)
     return out

@@ -159,10 +159,7 @@ def aggregate(xp, sums, aggregation, sync_dist):
     """``aggregation="batch"``: each sum over the batch axis (and, with ``sync_dist``, over processes)."""
     if aggregation != "batch":
         return tuple(sums)
-    sums = tuple(xp.sum(s, axis=0) for s in sums)
-    if sync_dist:
-        sums = tuple(xp.all_reduce_sum(s) for s in sums)
-    return sums
+    return tuple(xp.batch_total(xp.sum(s, axis=0), sync_dist) for s in sums)
 
 
 def class_mean(xp, loss, per_class, class_weights, include_background):

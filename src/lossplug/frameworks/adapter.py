@@ -17,7 +17,7 @@ import inspect
 import textwrap
 
 from lossplug import core as _core
-from lossplug._spec import REGISTRY, Hook, LossSpec, spec
+from lossplug._spec import REGISTRY, Hook, LossParameterError, LossSpec, check_combinations, spec
 
 
 def signature(loss_spec: LossSpec, extra: tuple[inspect.Parameter, ...] = ()) -> inspect.Signature:
@@ -119,17 +119,50 @@ class LossAdapter:
         if loss is None:
             return
         cls.spec = spec(loss)
+        cls._params_by_name = {p.name: p for p in cls.spec.params}
         cls.__init__ = _make_init(cls._base_init, cls.spec, cls._extra_init)
         # the class's own __init__ for help(), pickling and doc tools (not _make_init.<locals>)
         cls.__init__.__qualname__ = f"{cls.__qualname__}.__init__"
         cls.__init__.__module__ = cls.__module__
         cls.__doc__ = textwrap.dedent(cls.__doc__ or "") + params_doc(cls.spec, cls._call)
 
+    _params_by_name: dict = {}
+
+    def __setattr__(self, name, value):
+        # A hyperparameter assigned after construction (loss.delta = 0) is checked and normalised
+        # as the constructor does it, with the same LossParameterError.
+        param = self._params_by_name.get(name)
+        if param is not None:
+            value = self._checked_param(param, value)
+            self.__dict__.pop("_plan", None)  # the torch modules' cached call plan
+            if self._set_param(name, value):
+                return
+        super().__setattr__(name, value)
+
+    def _checked_param(self, param, value):
+        problem = param.check(value)
+        if problem is not None:
+            raise LossParameterError(
+                f"{self.spec.class_name}: {param.name}={value!r} is invalid; it must be {problem}"
+            )
+        value = param.convert(value)
+        if param.name != "reduction" and self.__dict__.get("_params_ready"):  # the combinations,
+            # once every parameter is there (no combination involves reduction)
+            current = self.params()
+            current[param.name] = value
+            check_combinations(self.spec, current)
+        return value
+
+    def _set_param(self, name, value) -> bool:
+        """Store a checked hyperparameter a framework keeps its own way; ``True`` when done."""
+        return False
+
     def _store_params(self, params) -> dict:
         validated = self.spec.validate(params)
         for name, value in validated.items():
             if name != "reduction":
                 self._store(name, value)
+        self._params_ready = True
         return validated
 
     def _store(self, name, value):

@@ -30,10 +30,23 @@ _DTYPES = (torch.float32, torch.float64)
 _DEVICES = ("cpu", "cuda")
 
 DERIVED_MIN_NUMEL = 1 << 16
-"""From this many elements of ``y_pred`` on the derived kernel runs; below, torch's own kernel where
-one computes the formula (``lossplug.frameworks.torch_native``), else the composed formula. Calling
-a compiled function costs ~45 us before it does any work (dynamo's guards, the AOT runtime
+"""From this many elements of ``y_pred`` on the derived kernel runs where torch has no kernel of the
+loss (Dice, BCE on probabilities, a subclass's own formula); below it the composed formula. Calling a
+compiled function costs ~45-100 us before it does any work (dynamo's guards, the AOT runtime
 wrapper): about what torch's own Huber takes, forward and backward, on 1e4 elements."""
+
+NATIVE_UP_TO = {"elementwise": 1 << 21, "positions": 1 << 19}
+"""Where torch has a kernel of the loss (``lossplug.frameworks.torch_native``), it runs below these
+sizes, by the loss's kind: the elementwise losses are memory-bound, and the derived kernel's two
+loops (the sum, the gradient) only beat torch's forward and backward passes once the inputs leave
+the caches (mse 1.4x torch's time at 1e6 elements, 0.89x at 2e6, 0.55x at 1e7); the class losses
+do more arithmetic per element and win from ~5e5 (sparse CE 1.37x at 1e5, 0.81x at 1e6, 0.41-0.86x
+at 4e6 for C = 2 to 32000; ``python -m benchmarks``, one thread)."""
+
+
+def min_numel(spec, has_native: bool) -> int:
+    """The size from which a loss of ``spec`` runs its derived kernel."""
+    return max(DERIVED_MIN_NUMEL, NATIVE_UP_TO.get(spec.kind, 0)) if has_native else DERIVED_MIN_NUMEL
 
 
 def _value_grad_ranges(module, x, y, ranges: str, label_axis):
@@ -89,15 +102,15 @@ def kernel(cls, params: dict) -> compiled.Kernel:
     return found
 
 
-def applicable(x: torch.Tensor, y: torch.Tensor) -> bool:
+def applicable(x: torch.Tensor, y: torch.Tensor, min_size: int) -> bool:
     """Whether the derived kernel may compute ``loss(x, y)`` and its gradient here."""
     return (
-        torch.is_grad_enabled()
+        x.numel() >= min_size
+        and torch.is_grad_enabled()
         and x.requires_grad
         and not y.requires_grad
         and x.dtype in _DTYPES
         and x.device.type in _DEVICES
-        and x.numel() >= DERIVED_MIN_NUMEL
         and compiled.usable()
     )
 

@@ -121,6 +121,10 @@ class NumpyBackend:
     def all_reduce_sum(self, x):
         return x  # one process
 
+    def batch_total(self, x, sync_dist):
+        """A batch sum made global: over processes where ``sync_dist`` asks (one process here)."""
+        return x
+
     def bce_with_logits(self, logits, y, pos_weight, neg_weight):
         return neg_weight * (1 - y) * self.softplus(logits) + pos_weight * y * self.softplus(-logits)
 
@@ -276,6 +280,10 @@ class TorchBackend:
     def slice_axis(self, x, start, axis):
         return x.narrow(axis, start, x.shape[axis] - start)
 
+    def batch_total(self, x, sync_dist):
+        """A batch sum made global: all-reduced over torch.distributed processes with ``sync_dist``."""
+        return self.all_reduce_sum(x) if sync_dist else x
+
     def all_reduce_sum(self, x):
         """Sum over processes; differentiable (its backward all-reduces the gradient)."""
         import torch.distributed as dist
@@ -406,6 +414,11 @@ class KerasBackend:
         sizes = list(self.ops.shape(x))
         sizes[axis] = sizes[axis] - start
         return self.ops.slice(x, starts, sizes)
+
+    def batch_total(self, x, sync_dist):
+        """A batch sum made global: Keras's batch is the global one, so Dice's sums always span the
+        replicas of a ``tf.distribute`` strategy (``sync_dist`` is torch's switch)."""
+        return self.all_reduce_sum(x)
 
     def all_reduce_sum(self, x):
         """Sum over the replicas of a ``tf.distribute`` strategy (differentiable), else ``x``.

@@ -1,6 +1,6 @@
 """torch's own loss kernels, for inputs too small for a compiled kernel to pay off.
 
-Below ``lossplug.frameworks.derived.DERIVED_MIN_NUMEL`` elements (and without a gradient), where
+Below ``lossplug.frameworks.derived.NATIVE_UP_TO`` elements (and without a gradient), where
 torch has a kernel computing exactly a formula of ``lossplug.formulas`` with the module's
 parameters, that kernel runs (``docs/benchmarks.md`` has the measurements). Each entry gives the
 reduced loss (``"mean"`` by lossplug's rule: weighted means divide by the weights of the counted
@@ -67,7 +67,7 @@ def _sparse_ce(m, x, labels, axis):
         return total
     keep = labels != ignore
     den = keep.sum().to(x.dtype) if w is None else (w[torch.where(keep, labels, 0)] * keep).sum()
-    return _core._safe_ratio(_xp, total, den)
+    return _core.safe_ratio(_xp, total, den)
 
 
 def _categorical_ce(m, x, y, axis):
@@ -79,7 +79,7 @@ def _categorical_ce(m, x, y, axis):
         return total
     if w is None:
         return total / (x.numel() // x.shape[1])
-    return _core._safe_ratio(_xp, total, torch.dot(y.sum(dim=[d for d in range(y.dim()) if d != 1]), w))
+    return _core.safe_ratio(_xp, total, torch.dot(y.sum(dim=[d for d in range(y.dim()) if d != 1]), w))
 
 
 def _kl_div(m, q, p, axis):

@@ -138,13 +138,13 @@ def run_torch(seed: int, dtype: str, fused: bool = False, on_case=None) -> dict[
     if fused:
         from lossplug.frameworks import derived
 
-        size = derived.DERIVED_MIN_NUMEL
-        derived.DERIVED_MIN_NUMEL = 1
+        sizes = derived.DERIVED_MIN_NUMEL, derived.NATIVE_UP_TO
+        derived.DERIVED_MIN_NUMEL, derived.NATIVE_UP_TO = 1, {}
         try:
             with torch.enable_grad():
                 return run_torch(seed, dtype, on_case=on_case)
         finally:
-            derived.DERIVED_MIN_NUMEL = size
+            derived.DERIVED_MIN_NUMEL, derived.NATIVE_UP_TO = sizes
     import lossplug.torch as torch_losses
     from lossplug._spec import REGISTRY
 
