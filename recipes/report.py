@@ -237,19 +237,29 @@ def _bar_chart(table: pd.DataFrame, summaries: list[dict], path: Path) -> dict:
         labels = [f"{label} [run {r.run}]" for label, r in zip(labels, table.itertuples(), strict=True)]
     values = table[metric].astype(float).to_numpy()
     base, base_label = baseline(table, metric, labels)
-    lo, hi = float(min(values.min(), base)), float(max(values.max(), base))
-    pad = max((hi - lo) * 0.25, abs(hi) * 0.01, 1e-3)
+    # the axis spans the runs (their differences are what the chart is for); the baseline is drawn
+    # when it falls near them, and otherwise named in a note with how far the runs are from it
+    lo, hi = float(values.min()), float(values.max())
+    pad = max((hi - lo) * 0.3, abs(hi) * 0.002, 1e-4)
+    if lo - 3 * pad <= base <= hi + pad:
+        lo, hi = min(lo, base), max(hi, base)
+    on_axis = lo <= base <= hi
     n = len(table)
     fig, ax = plt.subplots(figsize=(8.0, 1.3 + 0.45 * n))
     rows = np.arange(n)[::-1]  # the first run on top
     ax.hlines(rows, lo - pad, values, color="0.85", lw=1, zorder=1)
     ax.scatter(values, rows, s=40, color="#1f77b4", zorder=3)
-    ax.axvline(base, color="k", ls="--", lw=1, label=base_label, zorder=2)
+    if on_axis:
+        ax.axvline(base, color="k", ls="--", lw=1, label=base_label, zorder=2)
+    else:
+        diffs = values - base
+        ax.plot([], [], color="k", ls="--", lw=1,
+                label=f"{base_label}, off the axis: runs {diffs.min():+.4f} to {diffs.max():+.4f}")
     for y, v in zip(rows, values, strict=True):
         ax.annotate(f"{v:.4f} ({v - base:+.4f})", (v, y), xytext=(6, 0), textcoords="offset points",
                     va="center", fontsize=9)
     ax.set_yticks(rows, labels, fontsize=9)
-    ax.set_xlim(lo - pad, hi + 2.2 * pad)  # room for the labels right of the largest value
+    ax.set_xlim(lo - pad, hi + pad + 0.3 * (hi - lo + 2 * pad))  # room for the value labels
     ax.set_ylim(-0.7, n - 0.3)
     ax.set(xlabel=f"held-out {metric} (axis fitted to the values)",
            title=f"{summaries[0]['task']}: {metric} per run")
@@ -259,7 +269,8 @@ def _bar_chart(table: pd.DataFrame, summaries: list[dict], path: Path) -> dict:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return {"metric": metric, "labels": labels, "values": values.tolist(), "baseline": base,
-            "baseline_label": base_label, "xlim": [float(x) for x in ax.get_xlim()]}
+            "baseline_label": base_label, "baseline_on_axis": on_axis,
+            "xlim": [float(x) for x in ax.get_xlim()]}
 
 
 class ComparisonCallback(Callback):

@@ -132,10 +132,19 @@ def test_comparison_axis_fits_the_values_and_labels_the_reference(tmp_path):
     info = report._bar_chart(table, [{"main_metric": "r2", "task": "regression"}], tmp_path / "c.png")
     lo, hi = info["xlim"]
     assert 0.78 < lo < 0.809 and 0.835 < hi < 0.9  # not from 0: a 0.026 spread is visible
-    assert info["baseline"] == 0.8213
+    assert info["baseline"] == 0.8213 and info["baseline_on_axis"]
     assert info["baseline_label"] == "baseline: scikit-learn LinearRegression (0.8213)"
     assert info["labels"] == ["mse · torch", "mae · torch", "huber · torch", "mse · keras (jax)"]
     assert _png_size(tmp_path / "c.png") == (880, round((1.3 + 0.45 * 4) * 110))
+
+
+def test_comparison_keeps_the_runs_apart_when_the_baseline_is_far(tmp_path):
+    table = _sweep_table("dice", [0.9907, 0.9931, 0.9897], threshold_dice=0.8964)
+    info = report._bar_chart(table, [{"main_metric": "dice", "task": "segmentation"}], tmp_path / "c.png")
+    lo, hi = info["xlim"]
+    assert 0.98 < lo < 0.9897 and 0.9931 < hi < 1.0  # the axis spans the runs, not the baseline
+    assert info["baseline"] == 0.8964 and not info["baseline_on_axis"]
+    assert info["baseline_label"] == "baseline: threshold the image at 0.5 (0.8964)"
 
 
 def test_comparison_without_a_reference_uses_the_first_run(tmp_path):
