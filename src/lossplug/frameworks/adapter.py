@@ -47,8 +47,8 @@ def params_doc(loss_spec: LossSpec, call: str) -> str:
 
 # ``framework=`` is accepted (and must name the class's own framework) so that one Hydra call,
 # ``instantiate(cfg.loss, framework="torch")``, builds a shipped loss (``_target_: lossplug.get``)
-# and a user's subclass selected by ``_target_: my_project.losses.MyLoss`` alike.
-_FRAMEWORK_PARAM = inspect.Parameter("framework", inspect.Parameter.KEYWORD_ONLY, default=None)
+# and a user's subclass selected by ``_target_: my_project.losses.MyLoss`` alike. It is plumbing,
+# not a hyperparameter: the signature and the docs leave it out (docs/hydra.md describes it).
 
 
 def check_framework(cls, framework) -> None:
@@ -69,7 +69,7 @@ def _make_init(base_init, loss_spec: LossSpec, extra):
         check_framework(type(self), framework)
         base_init(self, **params)
 
-    __init__.__signature__ = signature(loss_spec, extra + (_FRAMEWORK_PARAM,))
+    __init__.__signature__ = signature(loss_spec, extra)
     __init__.__doc__ = f"Build a {loss_spec.class_name}; every argument is keyword-only."
     return __init__
 
