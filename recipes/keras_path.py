@@ -118,9 +118,11 @@ def fit(cfg: DictConfig, split: Split, y_train: np.ndarray, y_test: np.ndarray, 
         torch.set_num_threads(int(cfg.threads))
     model = instantiate(cfg.model, framework="keras", in_shape=split.in_shape, n_outputs=split.n_outputs)
     loss = instantiate(cfg.loss, framework="keras")
+    # a CombinedLoss (loss=dice_ce, ...) logs each term as <term>_loss and val_<term>_loss
+    term_metrics = loss.term_metrics() if hasattr(loss, "term_metrics") else None
     model.compile(optimizer=keras.optimizers.AdamW(learning_rate=float(cfg.optimizer.lr),
                                                    weight_decay=float(cfg.optimizer.weight_decay)),
-                  loss=loss)
+                  loss=loss, metrics=term_metrics)
     (out_dir / "keras").mkdir(exist_ok=True)
     (out_dir / "checkpoints").mkdir(exist_ok=True)
     train_data = EpochShuffledData(split.x_train, y_train, int(cfg.batch_size), int(cfg.seed))

@@ -88,7 +88,15 @@ class LossplugModule(L.LightningModule):
         loss = self.loss(self(x), y)
         self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(x),
                  sync_dist=True)
+        self._log_terms("train", len(x))
         return loss
+
+    def _log_terms(self, stage: str, batch_size: int):
+        # a CombinedLoss (loss=dice_ce, ...) keeps each term's value of the last call
+        terms = getattr(self.loss, "term_values", None)
+        if terms:
+            self.log_dict({f"{stage}_{k}_loss": v for k, v in terms.items()}, on_step=False, on_epoch=True,
+                          batch_size=batch_size, sync_dist=True)
 
     def validation_step(self, batch, batch_idx):
         # y: the loss target; labels: the data's own targets (class labels, values, masks).
@@ -96,6 +104,7 @@ class LossplugModule(L.LightningModule):
         out = self(x)
         self.log("val_loss", self.loss(out, y), on_epoch=True, prog_bar=True, batch_size=len(x),
                  sync_dist=True)
+        self._log_terms("val", len(x))
         preds, target = self._metric_inputs(out, labels)
         for name, metric in self.metrics.items():
             metric.update(preds, y.argmax(1) if name == "teacher_agreement" else target)

@@ -26,8 +26,9 @@ def epoch_table(csv_paths: list[str | Path], framework: str) -> pd.DataFrame:
     table = pd.concat([pd.read_csv(p) for p in csv_paths], ignore_index=True)
     if framework == "torch":  # Lightning writes train and val rows separately: merge per epoch
         table = table.drop(columns=["step"], errors="ignore").groupby("epoch", as_index=False).last()
-    else:  # Keras names the training loss "loss"
-        table = table.rename(columns={"loss": "train_loss"})
+    else:  # Keras names the training loss "loss" (and a CombinedLoss's terms "<term>_loss")
+        table = table.rename(columns={c: f"train_{c}" for c in table.columns
+                                      if c == "loss" or (c.endswith("_loss") and not c.startswith("val_"))})
         table = table.drop_duplicates("epoch", keep="last")
     return table.sort_values("epoch").reset_index(drop=True)
 

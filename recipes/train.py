@@ -21,12 +21,17 @@ from recipes.tasks import loss_targets, metrics
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "configs")
 
 
+def loss_name(cfg: DictConfig) -> str:
+    """The ``loss=`` choice: the registry name, or a combined preset's name (``dice_ce``)."""
+    return cfg.loss.get("preset") or cfg.loss.name
+
+
 def run(cfg: DictConfig) -> dict | None:
     """Train one recipe; returns the summary (``None`` on non-zero ranks of a distributed run)."""
     start, cpu_start = time.perf_counter(), time.process_time()
     losses = list(cfg.task.get("losses") or [])
-    if losses and cfg.loss.name not in losses:
-        raise ValueError(f"task {cfg.task.name!r} trains with one of {losses}, not loss={cfg.loss.name!r}")
+    if losses and loss_name(cfg) not in losses:
+        raise ValueError(f"task {cfg.task.name!r} trains with one of {losses}, not loss={loss_name(cfg)!r}")
     out_dir = Path(cfg.paths.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     split = instantiate(cfg.data)
@@ -44,7 +49,7 @@ def run(cfg: DictConfig) -> dict | None:
 
     final = metrics(cfg.task.kind, split, result["outputs"])
     summary = {
-        "task": cfg.task.name, "loss": cfg.loss.name, "framework": cfg.framework,
+        "task": cfg.task.name, "loss": loss_name(cfg), "framework": cfg.framework,
         "backend": result["backend"], "device": result["device"], "precision": result["precision"],
         "epochs": result["epochs"], "seed": int(cfg.seed), "main_metric": cfg.task.main_metric,
         "metrics": final, "reference": split.info, "n_train": len(split.x_train),
@@ -56,7 +61,7 @@ def run(cfg: DictConfig) -> dict | None:
     report.write_run(out_dir, summary, result["csv"], split=split, outputs=result["outputs"],
                      kind=cfg.task.kind)
     shown = ", ".join(f"{k}={v:.4f}" for k, v in final.items())
-    print(f"[recipes] {cfg.task.name} · {cfg.loss.name} · {cfg.framework} ({result['backend']}, "
+    print(f"[recipes] {cfg.task.name} · {loss_name(cfg)} · {cfg.framework} ({result['backend']}, "
           f"{result['device']}): {shown}  [{summary['wall_time_s']:.1f} s]")
     print(f"[recipes] results: {out_dir / 'summary.json'}")
     if "metrics" in summary.get("files", {}):

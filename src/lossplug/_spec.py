@@ -545,7 +545,7 @@ _SPECS = (
              "(sum_c w_c (sum(y_pred_c) + sum(y_c)) + s), w_c = 1 / sum(y_c)^2.",
         inputs="label_map",
         example=([[[0.7, 0.2], [0.2, 0.6], [0.1, 0.2]], [[0.5, 0.1], [0.4, 0.1], [0.1, 0.8]]],
-                 [[0, 1], [1, 2]], {}),
+                 [[0, 1], [1, 2]], {"axis": 1}),  # (N, C, pixels) and labels (N, pixels)
         plots=({}, {"weight_type": "simple"}, {"weight_type": "uniform"}),
         cases=(
             case(), case("logits", from_logits=True, check=True),
@@ -570,7 +570,7 @@ _SPECS = (
              "present classes (label maps).",
         inputs="label_map",
         example=([[[0.7, 0.2], [0.2, 0.6], [0.1, 0.2]], [[0.5, 0.1], [0.4, 0.1], [0.1, 0.8]]],
-                 [[0, 1], [1, 2]], {}),
+                 [[0, 1], [1, 2]], {"axis": 1}),  # (N, C, pixels) and labels (N, pixels)
         plots=({},),
         cases=(
             case(), case("logits", from_logits=True, check=True),

@@ -15,6 +15,9 @@ TASK_LOSSES = [
     ("distillation", "kl_div"), ("distillation", "categorical_ce"),
     ("segmentation", "dice"), ("segmentation", "dice_bce"),
     ("segmentation_multiclass", "dice"), ("segmentation_multiclass", "dice_ce"),
+    ("segmentation_multiclass", "dice_focal"),
+    *[(task, loss) for task in ("segmentation", "segmentation_multiclass")
+      for loss in ("tversky", "jaccard", "generalized_dice", "lovasz")],
 ]
 TASKS = sorted({task for task, _ in TASK_LOSSES})
 

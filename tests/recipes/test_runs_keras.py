@@ -28,6 +28,11 @@ def test_debug_run_leaves_results(task, loss, tmp_path):
     assert on_disk["epochs"] == 2
     table = pd.read_csv(tmp_path / "metrics.csv")
     assert list(table["epoch"]) == [0, 1]
+    if loss.startswith("dice_"):  # a combined preset: every term logged, train and val
+        from lossplug._presets import PRESETS
+
+        terms = [key for key, _ in PRESETS[loss].terms]
+        assert {f"{stage}_{key}_loss" for key in terms for stage in ("train", "val")} <= set(table.columns)
     assert {"train_loss", "val_loss", f"val_{summary['main_metric']}"} <= set(table.columns)
     # The last epoch's logged held-out metric is the final model's metric.
     main = summary["main_metric"]
@@ -44,7 +49,7 @@ def test_debug_run_leaves_results(task, loss, tmp_path):
     from lossplug._spec import spec
 
     model = keras.models.load_model(tmp_path / "checkpoints" / "last.keras")
-    expected = "WeightedSum" if loss == "dice_ce" else spec(loss).class_name
+    expected = "CombinedLoss" if loss in ("dice_ce", "dice_bce", "dice_focal") else spec(loss).class_name
     assert type(model.loss).__name__ == expected
 
 

@@ -39,6 +39,11 @@ def test_debug_run_leaves_results(task, loss, tmp_path):
 
     table = pd.read_csv(tmp_path / "metrics.csv")
     assert list(table["epoch"]) == [0, 1]
+    if loss.startswith("dice_"):  # a combined preset: every term logged, train and val
+        from lossplug._presets import PRESETS
+
+        terms = [key for key, _ in PRESETS[loss].terms]
+        assert {f"{stage}_{key}_loss" for key in terms for stage in ("train", "val")} <= set(table.columns)
     assert {"train_loss", "val_loss", f"val_{on_disk['main_metric']}"} <= set(table.columns)
 
 

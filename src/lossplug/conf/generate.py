@@ -80,6 +80,7 @@ def render_preset(preset: Preset) -> str:
         "",
         "_target_: lossplug.get",
         "name: combined",
+        f"preset: {preset.name}",
         "# torch | keras: required, usually given by instantiate(cfg.loss, framework=...)",
         "framework: null",
         "# the terms are built by lossplug for the framework, not by Hydra",

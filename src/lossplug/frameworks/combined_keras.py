@@ -32,16 +32,19 @@ class CombinedLoss(keras.losses.Loss):
         terms: a mapping of names to ``keras.losses.Loss`` objects, or to a registry name with its
             parameters (``{"name": "dice", "from_logits": True}``), as the Hydra presets write them.
         weights: a mapping of term names to numbers >= 0; a term not named has weight 1.
+        preset: the name of the shipped preset it was built from (``loss=dice_ce``), or ``None``;
+            the loss's ``name`` unless one is given.
 
     Each term reduces its own value (masks and ``sample_weight`` pass through to every term);
     log them with ``model.compile(loss=loss, metrics=loss.term_metrics())``: History and
     ``CSVLogger`` then hold ``<term>_loss`` (and ``val_<term>_loss``) for every term.
     """
 
-    def __init__(self, *, terms, weights=None, name: str = "combined", dtype=None, framework=None):
+    def __init__(self, *, terms, weights=None, preset=None, name=None, dtype=None, framework=None):
         if framework not in (None, "keras"):
             raise ValueError(f"lossplug.keras.CombinedLoss got framework={framework!r}; it is the Keras one")
-        super().__init__(name=name, dtype=dtype)
+        super().__init__(name=name or preset or "combined", dtype=dtype)
+        self.preset = preset
         terms = {k: _deserialize(t) for k, t in combined._plain(terms).items()} if terms else terms
         self.terms, self.weights = combined.check(terms, weights, "keras", keras.losses.Loss)
 
@@ -65,6 +68,7 @@ class CombinedLoss(keras.losses.Loss):
             "name": self.name,
             "terms": {k: keras.saving.serialize_keras_object(t) for k, t in self.terms.items()},
             "weights": dict(self.weights),
+            "preset": self.preset,
         }
         if self.dtype != keras.backend.floatx():
             config["dtype"] = self.dtype
