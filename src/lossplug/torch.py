@@ -177,5 +177,4 @@ __all__ += list(_CLASSES)
 
 from lossplug.frameworks.combined_torch import CombinedLoss  # noqa: E402  (a sum of the classes above)
 
-CombinedLoss.__module__ = __name__
 __all__ += ["CombinedLoss"]
