@@ -101,9 +101,10 @@ class LossClass(LossAdapter, keras.losses.Loss):
         """Checked inputs through ``terms``: ``(loss, weight)``, NaN for bad input in a graph."""
         y_true, y_pred = self._inputs(y_true, y_pred)
         y_true = self._check(_xp, y_pred, y_true)
-        loss, weight = self.terms(y_true, y_pred)
         params = self.params()
         axis = _core.class_axis(self.spec, params, len(y_pred.shape), "keras")
+        # in a graph (no value checks): labels out of range replaced for the formula, the loss NaN
+        loss, weight = self.terms(_core.safe_labels(self.spec, _xp, y_pred, y_true, params, axis), y_pred)
         return _core.poison(self.spec, _xp, y_pred, y_true, params, axis, loss), weight
 
     def _inputs(self, y_true, y_pred):

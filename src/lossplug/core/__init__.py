@@ -223,7 +223,7 @@ def keras_reduction(reduction):
 def _fits(shape, target) -> bool:
     """Whether ``shape`` equals ``target`` where both are known (``None`` dims match anything)."""
     return len(shape) == len(target) and all(
-        a is None or b is None or a == b for a, b in zip(shape, target)
+        a is None or b is None or a == b for a, b in zip(shape, target, strict=True)
     )
 
 
@@ -240,7 +240,7 @@ def _align(spec, xp, x, values, what):
         x = xp.reshape(x, tuple(-1 if d is None else d for d in xs) + (1,) * (len(vs) - len(xs)))
         xs = xs + (1,) * (len(vs) - len(xs))
     if xs and not (len(xs) == len(vs) and all(
-        a is None or b is None or a == b or a == 1 for a, b in zip(xs, vs)
+        a is None or b is None or a == b or a == 1 for a, b in zip(xs, vs, strict=True)
     )):
         per = {"positions": "position (y_pred's shape without the class axis)",
                "sample": "sample" if len(vs) == 1 and vs != (1,) else "batch",
@@ -269,8 +269,8 @@ def keras_reduce(spec: LossSpec, xp, loss, weight, reduction, sample_weight=None
 
     Under ``tf.distribute`` the denominators are totals over the replicas, so each replica returns
     its share of the global mean (which Keras sums over the replicas' gradients). A ratio with a
-    zero denominator is 0 (Keras's ``divide_no_nan``); an empty 1-D batch gives the empty values,
-    as Keras's built-in losses do.
+    zero denominator is 0 (Keras's ``divide_no_nan``); an empty batch of 1-D values gives those empty
+    values for every reduction, as Keras's built-in losses do.
     """
     reduction = keras_reduction(reduction)
     ndim = len(xp.shape(loss))
@@ -282,13 +282,11 @@ def keras_reduce(spec: LossSpec, xp, loss, weight, reduction, sample_weight=None
     m = None if mask is None else _align(spec, xp, mask, loss, "the Keras mask")
     factor = s if m is None else m if s is None else s * m
     values = loss if factor is None else loss * factor
-    if reduction == "none":
-        return values
+    if reduction == "none" or tuple(xp.shape(values)) == (0,):
+        return values  # (Keras's built-ins return an empty batch's empty values for every reduction)
     total = xp.sum(values)
     if reduction == "sum":
         return total
-    if tuple(xp.shape(values)) == (0,):
-        return values  # Keras's built-ins return an empty batch's (empty) values
     if reduction == "mean_with_sample_weight":
         counted = factor if weight is None else weight if factor is None else weight * factor
     else:
