@@ -102,10 +102,11 @@ def test_hyperparameters_are_attributes():
 
 NONE_SHAPES = {  # case id -> shape of reduction="none" (inputs from loss_cases)
     "mse-4d": (2, 3, 2, 2), "huber": (3, 4), "bce": (3, 4), "weighted_bce-w2-0.5": (3, 4),
-    "categorical_ce": (4,), "categorical_ce-logits-spatial": (2,),
-    "sparse_categorical_ce-logits-spatial": (2,),
+    # class losses: one value per position, y_pred's shape without the class axis (F.cross_entropy's)
+    "categorical_ce": (4,), "categorical_ce-logits-spatial": (2, 2, 2),
+    "sparse_categorical_ce-logits-spatial": (2, 3, 2),
     "dice": (2,), "dice-labelmap-softmax": (2,), "dice-batch": (), "dice-multilabel-batch": (),
-    "kl_div": (3,), "kl_div-spatial": (2,),
+    "kl_div": (3,), "kl_div-spatial": (2, 2, 2),
 }
 
 

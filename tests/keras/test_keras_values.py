@@ -24,6 +24,7 @@ from keras_helpers import (
 
 import lossplug
 import lossplug.keras as lk
+from lossplug._spec import REGISTRY
 
 pytestmark = pytest.mark.keras
 
@@ -249,7 +250,10 @@ def test_reductions_match_numpy(name, case, spatial, dtype):
     elif params.get("aggregation") == "batch":  # one Dice for the batch, 1-D for Keras
         assert none.shape == (1,) and numpy_none.shape == ()
         expected = numpy_none.reshape(1)
-    else:  # one value per sample, spatial positions averaged
+    elif REGISTRY[name].kind == "positions":  # class losses: one value per position, as keras.losses
+        assert none.shape == shape[:-1] and numpy_none.shape == shape[:-1]
+        expected = numpy_none
+    else:  # Dice: one value per sample
         assert none.shape == (shape[0],) and numpy_none.shape == (shape[0],)
         expected = numpy_none
     np.testing.assert_allclose(none, expected, **tolerance(dtype), err_msg="none")
@@ -263,7 +267,9 @@ def test_sample_weight_scales_per_sample_values(name):
     sw = np.array([1.0, 0.0, 2.0, 0.5])
     per_sample = reference(name, y_true, y_pred, reduction="none")
     if per_sample.ndim > 1:
-        per_sample = per_sample.mean(-1)  # Keras's per-sample rule for elementwise losses
+        # Keras's rule for elementwise losses; the class losses' per-position values of a sample
+        # all take its weight
+        per_sample = per_sample.mean(-1)
     # Keras: sum_i w_i l_i / N for "mean", sum_i w_i l_i (over all kept values) for "sum"
     loss = CLASSES[name]()
     np.testing.assert_allclose(
