@@ -323,7 +323,7 @@ def poison(spec: LossSpec, xp, y_pred, y_true, params, axis, loss):
         if ignore is not None:
             labels = xp.where(labels == ignore, 0 * labels, labels)
         num_classes = xp.shape(y_pred)[axis]
-        top = max(num_classes, 2) if spec.name == "dice" else num_classes
+        top = max(num_classes, 2) if spec.kind == "sample" else num_classes
         bad.append(outside(labels, 0, top - 1))
         if _is_float(labels):
             whole = xp.cast_like(xp.cast_int(labels), labels)
@@ -345,7 +345,7 @@ def safe_labels(spec: LossSpec, xp, y_pred, y_true, params, axis):
             or len(xp.shape(y_true)) == len(xp.shape(y_pred))):
         return y_true
     num_classes = xp.shape(y_pred)[axis] if len(xp.shape(y_pred)) else 1
-    top = max(num_classes, 2) if spec.name == "dice" else num_classes
+    top = max(num_classes, 2) if spec.kind == "sample" else num_classes
     zero = 0 * y_true
     safe = xp.where(y_true >= 0, xp.where(y_true <= top - 1, y_true, zero), zero)
     ignore = params.get("ignore_index")
