@@ -471,3 +471,30 @@ def test_assigned_hyperparameter_takes_effect_and_saves():
     np.testing.assert_allclose(
         _np(loss(y_true, y_pred)), _np(keras.losses.Huber(delta=2.0)(y_true, y_pred)), rtol=1e-6
     )
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")], ids=["nan", "inf", "-inf"])
+def test_non_finite_logits_are_never_a_finite_loss_where_keras_is_not(bad):
+    rng, logits, labels = _sequences(4, 3, 5, seed=12)
+    logits[1, 2, 0] = bad
+    labels[1, 2] = 0  # the position with the bad logit looks at it
+    one_hot = np.eye(5, dtype="float32")[labels]
+    pairs = [
+        (
+            lk.SparseCategoricalCELoss(from_logits=True),
+            keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            labels,
+        ),
+        (
+            lk.CategoricalCELoss(from_logits=True),
+            keras.losses.CategoricalCrossentropy(from_logits=True),
+            one_hot,
+        ),
+        (lk.BCELoss(from_logits=True), keras.losses.BinaryCrossentropy(from_logits=True), one_hot),
+    ]
+    for ours, theirs, y_true in pairs:
+        got, want = _np(ours(y_true, logits)), _np(theirs(y_true, logits))
+        if np.isfinite(want):
+            np.testing.assert_allclose(got, want, rtol=1e-5, err_msg=ours.name)
+        else:
+            assert not np.isfinite(got), ours.name
