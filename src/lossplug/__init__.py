@@ -62,4 +62,6 @@ def __getattr__(name: str):
     # `lossplug.torch.HuberLoss` without a separate import; the framework loads only then.
     if name in FRAMEWORKS:
         return importlib.import_module(f"lossplug.{name}")
+    if name == "port":  # lossplug.port(loss, framework=...): the tools layer, loaded on first use
+        return importlib.import_module("lossplug.tools.port").port
     raise AttributeError(f"module 'lossplug' has no attribute {name!r}")

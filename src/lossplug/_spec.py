@@ -216,6 +216,16 @@ WEIGHT_TYPE = Param(
     'class weight w_c: "square" 1/(sum y_c)^2, "simple" 1/sum y_c, "uniform" 1; a class absent '
     "from y_true takes the largest weight of the present ones",
 )
+def _numerics(*frameworks):
+    return Param(
+        "numerics", "lossplug", _one_of("lossplug", *frameworks),
+        '"lossplug" (default); ' + " or ".join(f'"{f}"' for f in frameworks)
+        + " reproduces that framework's own numerics (lossplug.port sets it; docs/porting.md)",
+    )
+
+
+NUMERICS_TORCH = _numerics("torch")
+NUMERICS_KERAS = _numerics("keras")
 LOVASZ_AGGREGATION = Param(
     "aggregation", "sample", _one_of("sample", "batch"),
     '"sample": one Lovasz loss per sample (per image), then the mean; "batch": one over the whole batch',
@@ -325,6 +335,7 @@ def check_combinations(spec: LossSpec, params: dict[str, Any]) -> None:
 
 
 _CLASS_PARAMS = (FROM_LOGITS, LABEL_SMOOTHING, CLASS_WEIGHTS, IGNORE_INDEX, AXIS, EPS, REDUCTION)
+_KERAS_CLASS_PARAMS = _CLASS_PARAMS[:-1] + (NUMERICS_KERAS, REDUCTION)
 
 _REGRESSION_EXAMPLE = ([[0.5, 2.0], [-1.0, 0.0]], [[0.0, 1.5], [0.0, 0.5]])
 _BINARY_EXAMPLE = ([[0.9, 0.2], [0.6, 0.1]], [[1.0, 0.0], [1.0, 1.0]])
@@ -364,7 +375,7 @@ _SPECS = (
         cases=(case(), case("delta0.3", delta=0.3, check=True), case("delta2.5", shape=(2, 3, 2), delta=2.5)),
     ),
     LossSpec(
-        "bce", "BCELoss", classification.bce, (FROM_LOGITS, LABEL_SMOOTHING, EPS, REDUCTION),
+        "bce", "BCELoss", classification.bce, (FROM_LOGITS, LABEL_SMOOTHING, EPS, NUMERICS_TORCH, REDUCTION),
         "elementwise", "same",
         r"\operatorname{mean}\big(-[y\log p + (1 - y)\log(1 - p)]\big)",
         "Binary cross-entropy on probabilities or logits.",
@@ -383,7 +394,7 @@ _SPECS = (
     ),
     LossSpec(
         "weighted_bce", "WeightedBCELoss", classification.weighted_bce,
-        (POS_WEIGHT, NEG_WEIGHT, FROM_LOGITS, LABEL_SMOOTHING, EPS, REDUCTION),
+        (POS_WEIGHT, NEG_WEIGHT, FROM_LOGITS, LABEL_SMOOTHING, EPS, NUMERICS_TORCH, REDUCTION),
         "elementwise", "same",
         r"\operatorname{mean}\big(-[w_+\,y\log p + w_-\,(1 - y)\log(1 - p)]\big)",
         "Binary cross-entropy with a weight on the positive and on the negative term.",
@@ -401,7 +412,7 @@ _SPECS = (
         ),
     ),
     LossSpec(
-        "categorical_ce", "CategoricalCELoss", classification.categorical_ce, _CLASS_PARAMS,
+        "categorical_ce", "CategoricalCELoss", classification.categorical_ce, _KERAS_CLASS_PARAMS,
         "positions", "same",
         r"\operatorname{mean}_i\Big(-\sum_c y_{ic}\log p_{ic}\Big)",
         "Cross-entropy against one-hot or soft targets.",
@@ -427,7 +438,7 @@ _SPECS = (
     ),
     LossSpec(
         "sparse_categorical_ce", "SparseCategoricalCELoss", classification.sparse_categorical_ce,
-        _CLASS_PARAMS, "positions", "labels",
+        _KERAS_CLASS_PARAMS, "positions", "labels",
         r"\operatorname{mean}_i\big(-\log p_{i,\,y_i}\big)",
         "Cross-entropy against integer class labels.",
         text="Sparse categorical cross-entropy: mean over samples of -log p_label.",
@@ -453,7 +464,7 @@ _SPECS = (
     LossSpec(
         "dice", "DiceLoss", segmentation.dice,
         (FROM_LOGITS, SMOOTH, SQUARED, AGGREGATION, PER_CLASS, CLASS_WEIGHTS, INCLUDE_BACKGROUND,
-         ACTIVATION, IGNORE_INDEX, AXIS, SYNC_DIST, REDUCTION),
+         ACTIVATION, IGNORE_INDEX, AXIS, SYNC_DIST, NUMERICS_KERAS, REDUCTION),
         "sample", "same_or_labels",
         r"\operatorname{mean}_i\Big(1 - \frac{2\sum \hat y_i y_i + s}"
         r"{\sum \hat y_i^2 + \sum y_i^2 + s}\Big)",
@@ -487,7 +498,8 @@ _SPECS = (
     LossSpec(
         "tversky", "TverskyLoss", segmentation.tversky,
         (TVERSKY_ALPHA, TVERSKY_BETA, TVERSKY_GAMMA, FROM_LOGITS, SMOOTH, AGGREGATION, PER_CLASS,
-         CLASS_WEIGHTS, INCLUDE_BACKGROUND, ACTIVATION, IGNORE_INDEX, AXIS, SYNC_DIST, REDUCTION),
+         CLASS_WEIGHTS, INCLUDE_BACKGROUND, ACTIVATION, IGNORE_INDEX, AXIS, SYNC_DIST, NUMERICS_KERAS,
+         REDUCTION),
         "sample", "same_or_labels",
         r"\operatorname{mean}_i\Big(1 - \frac{TP_i + s}{TP_i + \alpha FP_i + \beta FN_i + s}\Big)^\gamma,"
         r"\ TP = \sum \hat y y,\ FP = \sum \hat y (1 - y),\ FN = \sum (1 - \hat y) y",
@@ -583,7 +595,8 @@ _SPECS = (
         ),
     ),
     LossSpec(
-        "kl_div", "KLDivLoss", divergence.kl_div, (FROM_LOGITS, LOG_INPUT, AXIS, EPS, REDUCTION),
+        "kl_div", "KLDivLoss", divergence.kl_div,
+        (FROM_LOGITS, LOG_INPUT, AXIS, EPS, NUMERICS_KERAS, REDUCTION),
         "positions", "same",
         r"\operatorname{mean}_i\Big(\sum_c p_{ic}\log\frac{p_{ic}}{q_{ic}}\Big),\ "
         r"p = y_\text{true},\ q = y_\text{pred}",
@@ -623,7 +636,8 @@ _SPECS = (
     ),
     LossSpec(
         "categorical_focal", "CategoricalFocalLoss", focal.categorical_focal,
-        (FOCAL_GAMMA, CLASS_ALPHA, FROM_LOGITS, LABEL_SMOOTHING, IGNORE_INDEX, AXIS, EPS, REDUCTION),
+        (FOCAL_GAMMA, CLASS_ALPHA, FROM_LOGITS, LABEL_SMOOTHING, IGNORE_INDEX, AXIS, EPS, NUMERICS_KERAS,
+         REDUCTION),
         "positions", "same_or_labels",
         r"\operatorname{mean}_i\Big(-\sum_c \alpha_c (1 - p_{ic})^\gamma\,y_{ic}\log p_{ic}\Big)",
         "Categorical focal loss: cross-entropy scaled by (1 - p_c)^gamma, per-class alpha.",
@@ -670,7 +684,7 @@ _SPECS = (
     ),
     LossSpec(
         "cosine_similarity", "CosineSimilarityLoss", margin.cosine_similarity,
-        (AXIS, COSINE_EPS, REDUCTION), "positions", "same",
+        (AXIS, COSINE_EPS, NUMERICS_KERAS, REDUCTION), "positions", "same",
         r"\operatorname{mean}_i\Big(1 - \frac{\hat y_i\cdot y_i}"
         r"{\max(\|\hat y_i\|, \epsilon)\,\max(\|y_i\|, \epsilon)}\Big)",
         "One minus the cosine similarity of y_pred and y_true along the class axis.",

@@ -3,28 +3,34 @@
 from __future__ import annotations
 
 
-def bce(xp, y_pred, y_true, *, from_logits, label_smoothing, eps):
+def bce(xp, y_pred, y_true, *, from_logits, label_smoothing, eps, numerics="lossplug"):
     r"""Binary cross-entropy :math:`-[y\log p + (1-y)\log(1-p)]`, elementwise."""
     return weighted_bce(
         xp, y_pred, y_true, pos_weight=1.0, neg_weight=1.0,
-        from_logits=from_logits, label_smoothing=label_smoothing, eps=eps,
+        from_logits=from_logits, label_smoothing=label_smoothing, eps=eps, numerics=numerics,
     )
 
 
-def weighted_bce(xp, y_pred, y_true, *, pos_weight, neg_weight, from_logits, label_smoothing, eps):
+def weighted_bce(
+    xp, y_pred, y_true, *, pos_weight, neg_weight, from_logits, label_smoothing, eps, numerics="lossplug"
+):
     r"""Weighted BCE :math:`-[w_+ y\log p + w_-(1-y)\log(1-p)]`, elementwise.
 
     With logits, :math:`\log p = -\operatorname{softplus}(-x)` and
     :math:`\log(1-p) = -\operatorname{softplus}(x)`: finite for any finite logit.
+    ``numerics="torch"`` (probabilities): torch's ``BCELoss``, no clipping, :math:`\max(\log p, -100)`
+    and :math:`\max(\operatorname{log1p}(-p), -100)`.
     """
     y = y_true
     if label_smoothing:
         y = y * (1.0 - label_smoothing) + 0.5 * label_smoothing
     if from_logits:
         return xp.bce_with_logits(y_pred, y, pos_weight, neg_weight), None
-    # 1 - p is clipped on its own: in float32, 1 - clip(p) at p = 1 would be 2**-23, not eps
-    p, q = xp.clip(y_pred, eps, 1.0 - eps), xp.clip(1.0 - y_pred, eps, 1.0 - eps)
-    pos, neg = y * xp.log(p), (1.0 - y) * xp.log(q)
+    if numerics == "torch":
+        pos, neg = y * torch_log(xp, y_pred), (1.0 - y) * torch_log(xp, y_pred, complement=True)
+    else:  # 1 - p is clipped on its own: in float32, 1 - clip(p) at p = 1 would be 2**-23, not eps
+        p, q = xp.clip(y_pred, eps, 1.0 - eps), xp.clip(1.0 - y_pred, eps, 1.0 - eps)
+        pos, neg = y * xp.log(p), (1.0 - y) * xp.log(q)
     if pos_weight != 1.0:
         pos = pos_weight * pos
     if neg_weight != 1.0:
@@ -32,7 +38,32 @@ def weighted_bce(xp, y_pred, y_true, *, pos_weight, neg_weight, from_logits, lab
     return -(pos + neg), None
 
 
-def _log_probs(xp, y_pred, *, from_logits, eps, axis):
+def torch_log(xp, p, complement=False):
+    r"""torch's BCE logs: :math:`\max(\log p, -100)`, or :math:`\max(\operatorname{log1p}(-p), -100)`.
+
+    p = 0 (1 with ``complement``) gives -100 with a zero gradient, not :math:`-\infty`.
+    """
+    inside = p < 1.0 if complement else p > 0.0
+    safe = xp.where(inside, p, 0.5 + 0.0 * p)
+    if complement:  # log1p(-p) from log alone (Goldberg): log(u) (-p) / (u - 1), u = 1 - p rounded
+        u = 1.0 - safe
+        exact = u == 1.0
+        log = xp.where(exact, -safe, xp.log(u) * -safe / xp.where(exact, 0.5 + 0.0 * u, u - 1.0))
+    else:
+        log = xp.log(safe)
+    return xp.where(inside & (log > -100.0), log, -100.0 + 0.0 * log)
+
+
+def keras_probs(xp, y_pred, *, from_logits, eps, axis):
+    """Keras's categorical probabilities: softmax of logits, renormalised by their sum, clipped."""
+    p = xp.softmax(y_pred, axis) if from_logits else y_pred
+    p = p / xp.sum(p, axis=axis, keepdims=True)
+    return xp.clip(p, eps, 1.0 - eps)
+
+
+def _log_probs(xp, y_pred, *, from_logits, eps, axis, numerics="lossplug"):
+    if numerics == "keras" and not from_logits:  # Keras: renormalised by the sum, then clipped
+        return xp.log(keras_probs(xp, y_pred, from_logits=False, eps=eps, axis=axis))
     if from_logits:
         return xp.log_softmax(y_pred, axis)
     return xp.log(xp.clip(y_pred, eps, 1.0 - eps))
@@ -52,7 +83,8 @@ def _broadcast_weights(xp, class_weights, like, axis):
 
 
 def categorical_ce(
-    xp, y_pred, y_true, *, from_logits, label_smoothing, class_weights, ignore_index, axis, eps
+    xp, y_pred, y_true, *, from_logits, label_smoothing, class_weights, ignore_index, axis, eps,
+    numerics="lossplug",
 ):
     r"""Cross-entropy :math:`-\sum_c y_c \log p_c` per sample (and spatial position).
 
@@ -60,6 +92,7 @@ def categorical_ce(
     :math:`\sum_i \sum_c w_c y_{ic}` (torch's rule for index targets), so one-hot targets give
     exactly the sparse loss. A sample whose target is class ``ignore_index``
     (:math:`y_{\text{ignore}} > 0.5`) counts neither in the sum nor in the mean.
+    ``numerics="keras"`` (probabilities): Keras's renormalisation :math:`p / \sum_c p_c` before the clip.
     """
     num_classes = xp.shape(y_pred)[axis]
     y = y_true
@@ -73,7 +106,8 @@ def categorical_ce(
         z, lse = _shifted_logsumexp(xp, y_pred, axis)
         loss = xp.sum(y, axis=axis) * lse - xp.sum(y * z, axis=axis)
     else:
-        loss = -xp.sum(y * _log_probs(xp, y_pred, from_logits=False, eps=eps, axis=axis), axis=axis)
+        log_p = _log_probs(xp, y_pred, from_logits=False, eps=eps, axis=axis, numerics=numerics)
+        loss = -xp.sum(y * log_p, axis=axis)
     if ignore_index is not None:
         keep = xp.cast_like(xp.select(y_true, ignore_index, axis) <= 0.5, loss)
         loss = loss * keep
@@ -82,13 +116,15 @@ def categorical_ce(
 
 
 def sparse_categorical_ce(
-    xp, y_pred, labels, *, from_logits, label_smoothing, class_weights, ignore_index, axis, eps
+    xp, y_pred, labels, *, from_logits, label_smoothing, class_weights, ignore_index, axis, eps,
+    numerics="lossplug",
 ):
     r"""Cross-entropy :math:`-\log p_{\text{label}}` per sample (and spatial position).
 
     With ``class_weights`` each term is multiplied by :math:`w_{\text{label}}` and the mean divides
     by :math:`\sum_i w_{y_i}`; ``ignore_index`` labels count neither in the sum nor in the mean;
     ``label_smoothing`` mixes in :math:`\tfrac{1}{C}\sum_c -w_c\log p_c` as torch does.
+    ``numerics="keras"`` (probabilities): Keras's renormalisation :math:`p / \sum_c p_c` before the clip.
     """
     num_classes = xp.shape(y_pred)[axis]
     labels = xp.cast_int(labels)
@@ -101,8 +137,8 @@ def sparse_categorical_ce(
         z, lse = _shifted_logsumexp(xp, y_pred, axis)
         log_p = None
         nll = lse - xp.squeeze(xp.take_along_axis(z, index, axis), axis)
-    elif label_smoothing:
-        log_p = _log_probs(xp, y_pred, from_logits=False, eps=eps, axis=axis)
+    elif label_smoothing or numerics == "keras":
+        log_p = _log_probs(xp, y_pred, from_logits=False, eps=eps, axis=axis, numerics=numerics)
         nll = -xp.squeeze(xp.take_along_axis(log_p, index, axis), axis)
     else:  # gather first: only one probability per sample is clipped and logged
         p = xp.squeeze(xp.take_along_axis(y_pred, index, axis), axis)

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 
-def kl_div(xp, y_pred, y_true, *, from_logits, log_input, axis, eps):
+def kl_div(xp, y_pred, y_true, *, from_logits, log_input, axis, eps, numerics="lossplug"):
     r"""KL(p‖q) :math:`\sum_c p_c \log(p_c / q_c)` with :math:`p` = ``y_true``, :math:`q` = ``y_pred``.
 
     ``q`` may come as probabilities (clipped to :math:`[\epsilon, 1]`), logits (log-softmax) or
     log-probabilities (``log_input``). Terms with :math:`p_c = 0` are 0, as the limit says.
+    ``numerics="keras"`` (probabilities): Keras's ``KLDivergence``, which clips ``p`` to
+    :math:`[\epsilon, 1]` too, so its zero terms are :math:`\epsilon\log(\epsilon / q_c)`.
     """
+    if numerics == "keras" and not (from_logits or log_input):
+        p, q = xp.clip(y_true, eps, 1.0), xp.clip(y_pred, eps, 1.0)
+        return xp.sum(p * xp.log(p / q), axis=axis), None
     if not (from_logits or log_input):
         # one log per term, of p / q: q is clipped to [eps, 1], so p / q >= p, and the terms with p
         # below the smallest normal number count 0 (as p = 0 does), so p / q is never subnormal,

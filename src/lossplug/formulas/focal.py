@@ -55,14 +55,16 @@ def focal(xp, y_pred, y_true, *, gamma, alpha, from_logits, label_smoothing, eps
 
 
 def categorical_focal(
-    xp, y_pred, y_true, *, gamma, alpha, from_logits, label_smoothing, ignore_index, axis, eps
+    xp, y_pred, y_true, *, gamma, alpha, from_logits, label_smoothing, ignore_index, axis, eps,
+    numerics="lossplug",
 ):
     r"""Categorical focal loss :math:`-\sum_c \alpha_c (1 - p_c)^\gamma y_c \log p_c` per position.
 
     ``y_true`` is one-hot/soft (shaped like ``y_pred``) or integer labels (one axis fewer);
     ``alpha`` is None (1), a number (scales every class, as Keras's) or one weight per class.
     Positions whose target is ``ignore_index`` count neither in the sum nor in the mean.
-    :math:`\gamma = 0`, ``alpha=None`` is exactly the cross-entropy.
+    :math:`\gamma = 0`, ``alpha=None`` is exactly the cross-entropy. ``numerics="keras"``: Keras's
+    probabilities, the softmax of logits (not log-space), renormalised by their sum and clipped.
     """
     ndim = len(xp.shape(y_pred))
     num_classes = xp.shape(y_pred)[axis]
@@ -72,7 +74,7 @@ def categorical_focal(
             f"classes along axis {axis}"
         )
     labels_given = len(xp.shape(y_true)) == ndim - 1
-    if gamma == 0 and alpha is None:  # exactly the cross-entropy, by construction
+    if gamma == 0 and alpha is None and numerics != "keras":  # exactly the cross-entropy
         ce = classification.sparse_categorical_ce if labels_given else classification.categorical_ce
         return ce(
             xp, y_pred, y_true, from_logits=from_logits, label_smoothing=label_smoothing,
@@ -91,7 +93,10 @@ def categorical_focal(
             keep = xp.select(y_true, ignore_index, axis) <= 0.5
     if label_smoothing:
         y = y * (1.0 - label_smoothing) + label_smoothing / num_classes
-    if from_logits:
+    if numerics == "keras":
+        p = classification.keras_probs(xp, y_pred, from_logits=from_logits, eps=eps, axis=axis)
+        log_p = xp.log(p)
+    elif from_logits:
         log_p = xp.log_softmax(y_pred, axis)
         p = xp.exp(log_p)
     else:

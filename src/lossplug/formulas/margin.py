@@ -27,13 +27,16 @@ def poisson(xp, y_pred, y_true, *, log_input, eps):
     return y_pred - y_true * xp.log(y_pred + eps), None
 
 
-def cosine_similarity(xp, y_pred, y_true, *, axis, eps):
+def cosine_similarity(xp, y_pred, y_true, *, axis, eps, numerics="lossplug"):
     r"""One minus the cosine along ``axis``, per position.
 
     :math:`1 - \hat y\cdot y / (\max(\|\hat y\|, \epsilon)\max(\|y\|, \epsilon))`; the norms are
     :math:`\sqrt{\max(\sum x^2, \epsilon^2)}`: a zero vector gives a finite value and gradient.
+    ``numerics="keras"``: Keras's ``CosineSimilarity``, :math:`-\cos` (1 less, never positive).
     """
     dot = xp.sum(y_pred * y_true, axis=axis)
+    if numerics == "keras":
+        return -dot / (_norm(xp, y_pred, axis, eps) * _norm(xp, y_true, axis, eps)), None
     return 1.0 - dot / (_norm(xp, y_pred, axis, eps) * _norm(xp, y_true, axis, eps)), None
 
 

@@ -16,6 +16,10 @@ def dice_score(xp, intersection, denominator, smooth):
     return _ratio(xp, 2.0 * intersection + smooth, denominator + smooth)
 
 
+def _keras_dice_score(xp, intersection, denominator, smooth):
+    return _ratio(xp, 2.0 * intersection, denominator + smooth)
+
+
 def _ratio(xp, num, den):
     """``num / den``, and 1 where ``den`` is 0 (nothing predicted, nothing to find: a perfect score)."""
     positive = den > 0
@@ -25,7 +29,7 @@ def _ratio(xp, num, den):
 
 def dice(
     xp, y_pred, y_true, *, from_logits, smooth, squared, aggregation, per_class, class_weights,
-    include_background, activation, ignore_index, axis, sync_dist, score=dice_score,
+    include_background, activation, ignore_index, axis, sync_dist, numerics="lossplug", score=dice_score,
 ):
     r"""Dice loss :math:`1 - (2\sum\hat y y + s)/(\sum\hat y^2 + \sum y^2 + s)`.
 
@@ -33,8 +37,11 @@ def dice(
     ``y_true`` is either shaped like ``y_pred`` (binary, multilabel or one-hot masks) or an integer
     label map without the class axis, compared class by class along ``axis`` (as its one-hot
     encoding would be, but without building it where the backend has ``sum_by_label``). Positions
-    labelled ``ignore_index`` are removed from numerator and denominator.
+    labelled ``ignore_index`` are removed from numerator and denominator. ``numerics="keras"``:
+    Keras's ``Dice``, :math:`2I/(D + s)`, the smoothing in the denominator only.
     """
+    if numerics == "keras":
+        score = _keras_dice_score
     tp, p_sum, y_sum = overlap_sums(
         xp, y_pred, y_true, from_logits=from_logits, activation=activation, axis=axis, squared=squared,
         per_class=per_class, include_background=include_background, ignore_index=ignore_index,
@@ -46,13 +53,14 @@ def dice(
 
 def tversky(
     xp, y_pred, y_true, *, from_logits, alpha, beta, gamma, smooth, aggregation, per_class,
-    class_weights, include_background, activation, ignore_index, axis, sync_dist,
+    class_weights, include_background, activation, ignore_index, axis, sync_dist, numerics="lossplug",
 ):
     r"""Tversky loss :math:`(1 - (TP + s)/(TP + \alpha FP + \beta FN + s))^\gamma`.
 
     :math:`FP = \sum\hat y(1 - y) = P - TP`, :math:`FN = \sum(1 - \hat y)y = Y - TP`; ``gamma != 1``
     is the focal Tversky loss (the power is taken per class with ``per_class``, then averaged).
-    ``alpha = beta = 0.5`` is Dice with ``squared=False`` and smoothing ``2s``.
+    ``alpha = beta = 0.5`` is Dice with ``squared=False`` and smoothing ``2s``. ``numerics="keras"``:
+    Keras's ``Tversky``, :math:`TP/(TP + \alpha FP + \beta FN + s)`, the smoothing in the denominator only.
     """
     tp, p_sum, y_sum = overlap_sums(
         xp, y_pred, y_true, from_logits=from_logits, activation=activation, axis=axis, squared=False,
@@ -60,7 +68,7 @@ def tversky(
     )
     tp, p_sum, y_sum = aggregate(xp, (tp, p_sum, y_sum), aggregation, sync_dist)
     den = tp + alpha * (p_sum - tp) + beta * (y_sum - tp) + smooth
-    loss = 1.0 - _ratio(xp, tp + smooth, den)
+    loss = 1.0 - _ratio(xp, tp if numerics == "keras" else tp + smooth, den)
     if gamma != 1.0:
         # the rounding of P - TP can leave loss a hair below 0; at 0 the power and (for gamma < 1)
         # its gradient are taken at 1 instead, and the value set to 0
