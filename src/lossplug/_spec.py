@@ -6,6 +6,7 @@ the Keras classes, the Hydra YAML files and the command line all read it.
 
 from __future__ import annotations
 
+import functools
 import numbers
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -297,7 +298,7 @@ class LossSpec:
     def defaults(self) -> dict[str, Any]:
         return {p.name: p.default for p in self.params}
 
-    @property
+    @functools.cached_property  # read on every call
     def has_class_axis(self) -> bool:
         return any(p.name == "axis" for p in self.params)
 

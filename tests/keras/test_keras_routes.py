@@ -1,8 +1,9 @@
-"""The Keras routes (``lossplug.frameworks.fast_keras``) and TensorFlow's log-softmax, eagerly and under XLA.
+"""The formulas' XLA-friendly forms (Huber as one select, CE as lse - z, KL with one log of p / q)
+and TensorFlow's log-softmax, eagerly and under XLA.
 
 Values against ``keras.losses`` and hand-worked NumPy float64, gradients against their closed forms:
 Huber's ``clip(e, -delta, delta) / n``, cross-entropy's ``(softmax(x) sum(y) - y) / N``, KL's
-``-p / q / N``. Inputs sit on the edges the routes rewrite: ``|e| = delta`` exactly, errors whose
+``-p / q / N``. Inputs sit on the edges those forms rewrite: ``|e| = delta`` exactly, errors whose
 square overflows float32, logits of +-1e3, ``p = 0`` and subnormal ``p``, ``q`` at 0 and 1.
 """
 

@@ -38,7 +38,7 @@ def focal(xp, y_pred, y_true, *, gamma, alpha, from_logits, label_smoothing, eps
     if label_smoothing:
         y = y * (1.0 - label_smoothing) + 0.5 * label_smoothing
     if from_logits:
-        loss = xp.bce_with_logits(y_pred, y, 1.0, 1.0)
+        loss = classification.bce_with_logits(xp, y_pred, y)
     else:
         p, q = xp.clip(y_pred, eps, 1.0 - eps), xp.clip(1.0 - y_pred, eps, 1.0 - eps)
         loss = -(y * xp.log(p) + (1.0 - y) * xp.log(q))

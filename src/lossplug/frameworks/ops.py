@@ -72,6 +72,10 @@ class NumpyBackend:
         return np.mean(x, axis=axis, keepdims=keepdims)
 
     exp = staticmethod(np.exp)
+    log1p = staticmethod(np.log1p)
+
+    def relu(self, x):
+        return np.maximum(x, 0.0)
 
     def max(self, x, axis=None, keepdims=False):
         return np.max(x, axis=axis, keepdims=keepdims)
@@ -124,9 +128,6 @@ class NumpyBackend:
     def batch_total(self, x, sync_dist):
         """A batch sum made global: over processes where ``sync_dist`` asks (one process here)."""
         return x
-
-    def bce_with_logits(self, logits, y, pos_weight, neg_weight):
-        return neg_weight * (1 - y) * self.softplus(logits) + pos_weight * y * self.softplus(-logits)
 
 
 class TorchBackend:
@@ -233,6 +234,12 @@ class TorchBackend:
     def exp(self, x):
         return self.torch.exp(x)
 
+    def log1p(self, x):
+        return self.torch.log1p(x)
+
+    def relu(self, x):
+        return self.torch.relu(x)
+
     def max(self, x, axis=None, keepdims=False):
         if axis is None:
             return x.amax()
@@ -293,20 +300,6 @@ class TorchBackend:
         from torch.distributed.nn.functional import all_reduce
 
         return all_reduce(x)
-
-    def bce_with_logits(self, logits, y, pos_weight, neg_weight):
-        F = self.F
-        if neg_weight == 0:
-            return pos_weight * y * F.softplus(-logits)
-        if pos_weight == neg_weight:
-            out = F.binary_cross_entropy_with_logits(logits, y, reduction="none")
-        elif pos_weight / neg_weight > self.torch.finfo(logits.dtype).max / 2:
-            # the fused kernel's ratio would overflow to inf (tiny neg_weight) and give nan
-            return pos_weight * y * F.softplus(-logits) + neg_weight * (1 - y) * F.softplus(logits)
-        else:
-            pw = self.torch.tensor(pos_weight / neg_weight, dtype=logits.dtype, device=logits.device)
-            out = F.binary_cross_entropy_with_logits(logits, y, reduction="none", pos_weight=pw)
-        return out if neg_weight == 1 else neg_weight * out
 
 
 class KerasBackend:
@@ -434,12 +427,6 @@ class KerasBackend:
         if context is None or context.num_replicas_in_sync == 1:
             return x
         return context.all_reduce(tf.distribute.ReduceOp.SUM, x)
-
-    def bce_with_logits(self, logits, y, pos_weight, neg_weight):
-        if pos_weight == neg_weight == 1:
-            return self.ops.binary_crossentropy(y, logits, from_logits=True)
-        sp = self.ops.softplus
-        return neg_weight * (1 - y) * sp(logits) + pos_weight * y * sp(-logits)
 
 
 @functools.cache
