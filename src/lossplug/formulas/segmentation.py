@@ -227,7 +227,7 @@ def _label_map_sums(
 
     For a one-hot ``y``: :math:`\sum_c p_c y_c = p_{\text{label}}` (a gather) and
     :math:`\sum_c y_c^2 = \sum_c y_c = 1` per counted position; per class, both are sums
-    grouped by label (``xp.sum_by_label``).
+    grouped by label (``xp.sum_by_label``, ``xp.sum_at_labels``).
     """
     ndim = len(xp.shape(y_pred))
     labels = xp.cast_int(y_true)
@@ -244,14 +244,14 @@ def _label_map_sums(
         counted = foreground if counted is None else counted * foreground
     at_label = xp.squeeze(xp.take_along_axis(p, xp.expand_dims(labels, axis), axis), axis)
     if counted is None:
-        counted = 1.0 + 0.0 * at_label
+        counted = xp.cast_like(0 * labels + 1, p)  # ones, and no function of y_pred (no gradient)
     else:
         at_label = at_label * counted
     p_terms = xp.square(p) if squared else p
     if not include_background:
         p_terms = xp.slice_axis(p_terms, 1, axis)
     if per_class:
-        intersection = xp.sum_by_label(at_label, labels, num_classes)
+        intersection = xp.sum_at_labels(p, labels, at_label, num_classes, axis)
         y_terms = xp.sum_by_label(counted, labels, num_classes)
         if not include_background:
             intersection, y_terms = xp.slice_axis(intersection, 1, 1), xp.slice_axis(y_terms, 1, 1)

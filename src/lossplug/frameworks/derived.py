@@ -72,10 +72,9 @@ def _value_grad_ranges(module, x, y, ranges: str, label_axis):
     grad, value = torch.func.grad_and_value(reduced)(x)
     if not ranges:
         return value, grad, None
-    t = y.to(x.dtype)
-    if ignore is not None:
-        t = torch.where(y == ignore, 0.0, t)
-    stats = [t.amin(), t.amax(), (t != t.floor()).any().to(x.dtype)]
+    t = y if ignore is None else torch.where(y == ignore, 0, y)
+    nonintegral = (t != t.floor()).any() if t.is_floating_point() else torch.zeros((), dtype=torch.bool)
+    stats = [t.amin().to(x.dtype), t.amax().to(x.dtype), nonintegral.to(x.dtype)]
     if ranges == "both":
         stats += [x.amin(), x.amax()]
     return value, grad, torch.stack(stats)

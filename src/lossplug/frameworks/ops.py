@@ -117,6 +117,11 @@ class NumpyBackend:
         np.add.at(out, (np.arange(n)[:, None], labels.reshape(n, size)), values.reshape(n, size))
         return out
 
+    def sum_at_labels(self, p, labels, at_label, num_classes, axis):
+        """``out[n, c]`` = sum of ``p[n, c, ...]`` where ``labels[n, ...] == c``, from ``at_label``
+        (``p`` gathered at the labels, zero where a position does not count)."""
+        return self.sum_by_label(at_label, labels, num_classes)
+
     def slice_axis(self, x, start, axis):
         index = [slice(None)] * x.ndim
         index[axis] = slice(start, None)
@@ -283,6 +288,22 @@ class TorchBackend:
         rows = self.torch.arange(n, device=labels.device)[:, None] * num_classes
         counts = self.torch.bincount((labels + rows).reshape(-1), values.reshape(-1), n * num_classes)
         return counts.to(values.dtype).reshape(n, num_classes)
+
+    def sum_at_labels(self, p, labels, at_label, num_classes, axis):
+        """``out[n, c]`` = sum of ``p[n, c, ...]`` where ``labels[n, ...] == c``; ``at_label`` is ``p``
+        gathered at the labels, zero where a position does not count (``p`` is zero there too).
+
+        Compiled, a compare per class on ``p`` itself, reduced over the positions: the same loop
+        as ``p``'s other sums, where scatter_add's atomic adds (and its gradient's gather) would
+        be a pass of their own; eagerly, grouped sums of ``at_label`` (nothing of ``p``'s size).
+        """
+        if not self.torch.compiler.is_compiling():
+            return self.sum_by_label(at_label, labels, num_classes)
+        shape = [1] * p.dim()
+        shape[axis] = num_classes
+        classes = self.torch.arange(num_classes, device=labels.device).reshape(shape)
+        hit = labels.unsqueeze(axis) == classes
+        return self.torch.where(hit, p, 0.0).sum(dim=[d for d in range(1, p.dim()) if d != axis])
 
     def slice_axis(self, x, start, axis):
         return x.narrow(axis, start, x.shape[axis] - start)
