@@ -617,7 +617,8 @@ _SPECS = (
     ),
     LossSpec(
         "focal", "FocalLoss", focal.focal,
-        (FOCAL_GAMMA, FOCAL_ALPHA, FROM_LOGITS, LABEL_SMOOTHING, EPS, REDUCTION), "elementwise", "same",
+        (FOCAL_GAMMA, FOCAL_ALPHA, FROM_LOGITS, LABEL_SMOOTHING, EPS, NUMERICS_KERAS, REDUCTION),
+        "elementwise", "same",
         r"\operatorname{mean}\big(\alpha_t (1 - p_t)^\gamma\,\mathrm{BCE}(p, y)\big),\ "
         r"p_t = y p + (1 - y)(1 - p),\ \alpha_t = \alpha y + (1 - \alpha)(1 - y)",
         "Binary focal loss: BCE scaled by (1 - p_t)^gamma, optionally balanced by alpha.",

@@ -22,14 +22,18 @@ def modulating(xp, q, gamma):
     return xp.where(positive, safe**gamma, 0.0 * q)
 
 
-def focal(xp, y_pred, y_true, *, gamma, alpha, from_logits, label_smoothing, eps):
+def focal(xp, y_pred, y_true, *, gamma, alpha, from_logits, label_smoothing, eps, numerics="lossplug"):
     r"""Binary focal loss :math:`\alpha_t (1 - p_t)^\gamma \operatorname{BCE}(p, y)`, elementwise.
 
     :math:`p_t = y p + (1 - y)(1 - p)`, :math:`\alpha_t = \alpha y + (1 - \alpha)(1 - y)` (1 when
     ``alpha`` is None). The BCE is lossplug's (log-space with logits, clipped probabilities
     otherwise); with logits :math:`1 - p_t = y\,\sigma(-x) + (1 - y)\,\sigma(x)`, so it stays
     exact where :math:`p` rounds to 1. :math:`\gamma = 0`, ``alpha=None`` is exactly ``bce``.
+    ``numerics="keras"``: Keras's ``BinaryFocalCrossentropy`` (JAX and torch backends): logits go
+    through a sigmoid, the BCE is taken of :math:`\operatorname{clip}(p)`, :math:`p_t` of :math:`p` unclipped.
     """
+    if numerics == "keras":
+        return _keras_focal(xp, y_pred, y_true, gamma, alpha, from_logits, label_smoothing, eps), None
     if gamma == 0 and alpha is None:  # exactly bce, by construction
         return classification.bce(
             xp, y_pred, y_true, from_logits=from_logits, label_smoothing=label_smoothing, eps=eps
@@ -52,6 +56,17 @@ def focal(xp, y_pred, y_true, *, gamma, alpha, from_logits, label_smoothing, eps
     if alpha is not None:
         loss = (alpha * y + (1.0 - alpha) * (1.0 - y)) * loss
     return loss, None
+
+
+def _keras_focal(xp, y_pred, y, gamma, alpha, from_logits, label_smoothing, eps):
+    if label_smoothing:
+        y = y * (1.0 - label_smoothing) + 0.5 * label_smoothing
+    p = xp.sigmoid(y_pred) if from_logits else y_pred
+    clipped = xp.clip(p, eps, 1.0 - eps)
+    loss = -(y * xp.log(clipped) + (1.0 - y) * xp.log(1.0 - clipped))
+    if gamma != 0:
+        loss = modulating(xp, 1.0 - (y * p + (1.0 - y) * (1.0 - p)), gamma) * loss
+    return loss if alpha is None else (alpha * y + (1.0 - alpha) * (1.0 - y)) * loss
 
 
 def categorical_focal(

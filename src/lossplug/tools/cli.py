@@ -207,6 +207,15 @@ def cmd_plot(args) -> int:
     return 0
 
 
+def cmd_port(args) -> int:
+    from lossplug.tools import port
+
+    try:
+        return port.cli(args.expression, args.to, seed=args.seed, num_classes=args.num_classes)
+    except ValueError as exc:  # not a ported call, or a setting lossplug cannot reproduce
+        raise UsageError(str(exc)) from None
+
+
 # --- the parser ---------------------------------------------------------------------------------
 
 _FRAMEWORK_CHOICES = ("torch", "keras-tensorflow", "keras-jax", "keras-torch")
@@ -273,6 +282,23 @@ def build_parser() -> argparse.ArgumentParser:
                    help="resolution; the figure is 10 x 4 inches (default 100: 1000 x 400 px)")
     p.add_argument("--title", help="a title above both panels")
     p.set_defaults(func=cmd_plot)
+
+    p = sub.add_parser(
+        "port", help="the lossplug loss that gives a torch.nn, Keras or MONAI loss's number",
+        description=(
+            'Port a source loss, written as a Python call ("torch.nn.CrossEntropyLoss(label_smoothing=0.1)", '
+            '"keras.losses.Tversky(alpha=0.7, beta=0.3)", "monai.losses.DiceLoss(softmax=True)"): print the '
+            "equivalent lossplug code, its Hydra YAML (an entry of the loss group) and both numbers on a "
+            "random batch. Only the call of a ported class with literal arguments (and torch.tensor([...])) "
+            "is read; only the source's module is imported. Exit status 1 if the numbers differ."
+        ),
+    )
+    p.add_argument("expression", metavar="EXPR", help="the source loss, as a Python call")
+    p.add_argument("--to", required=True, choices=("numpy", "torch", "keras"), help="the target framework")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random batch (default 0)")
+    p.add_argument("--num-classes", type=int, metavar="C",
+                   help="the number of classes, for MONAI's FocalLoss(use_softmax=True)")
+    p.set_defaults(func=cmd_port)
     return parser
 
 

@@ -210,17 +210,17 @@ def _recipe(name: str, **params) -> Recipe:
 # torch.nn -----------------------------------------------------------------------------------------
 
 
-@rule("torch", "MSELoss", "mse(reduction)")
+@rule("torch", "MSELoss", "mse(reduction)", "every reduction")
 def _torch_mse(loss, src, opts):
     return _recipe("mse", reduction=_reduction(src, loss.reduction, _TORCH_REDUCTIONS))
 
 
-@rule("torch", "L1Loss", "mae(reduction)")
+@rule("torch", "L1Loss", "mae(reduction)", "every reduction")
 def _torch_l1(loss, src, opts):
     return _recipe("mae", reduction=_reduction(src, loss.reduction, _TORCH_REDUCTIONS))
 
 
-@rule("torch", "HuberLoss", "huber(delta, reduction)")
+@rule("torch", "HuberLoss", "huber(delta, reduction)", "every reduction")
 def _torch_huber(loss, src, opts):
     reduction = _reduction(src, loss.reduction, _TORCH_REDUCTIONS)
     return _recipe("huber", delta=float(loss.delta), reduction=reduction)
@@ -342,7 +342,8 @@ def _keras_log_cosh(loss, src, opts):
     return _recipe("log_cosh", reduction=_keras_mean(src, _keras_kwargs(loss)))
 
 
-@rule("keras", "BinaryCrossentropy", "bce(from_logits, label_smoothing, eps=keras epsilon)")
+@rule("keras", "BinaryCrossentropy", "bce(from_logits, label_smoothing, eps=keras epsilon)",
+      "Keras clips p to [1e-7, 1 - 1e-7] (keras.config.epsilon()): a wrong p = 1 costs 16.118")
 def _keras_bce(loss, src, opts):
     kw = _keras_kwargs(loss)
     return _recipe("bce", from_logits=bool(kw["from_logits"]), label_smoothing=float(kw["label_smoothing"]),
@@ -350,16 +351,22 @@ def _keras_bce(loss, src, opts):
 
 
 @rule("keras", "BinaryFocalCrossentropy",
-      "focal(gamma, alpha if apply_class_balancing else None, from_logits, label_smoothing)",
-      "Keras uses alpha only with apply_class_balancing=True")
+      'focal(gamma, alpha if apply_class_balancing else None, from_logits, label_smoothing, '
+      'numerics="keras")',
+      "Keras uses alpha only with apply_class_balancing=True; its focal factor takes p unclipped, and "
+      "on JAX and torch it clips the sigmoid of logits (TensorFlow: log space, numerics='lossplug')")
 def _keras_binary_focal(loss, src, opts):
     kw = _keras_kwargs(loss)
     alpha = float(kw["alpha"]) if kw.get("apply_class_balancing") else None
     if alpha is not None and not 0 <= alpha <= 1:
         _fail(src, f"alpha={alpha}", "lossplug's focal alpha is a number in [0, 1]")
-    return _recipe("focal", gamma=float(kw["gamma"]), alpha=alpha, from_logits=bool(kw["from_logits"]),
+    logits = bool(kw["from_logits"])
+    # Keras takes the sigmoid of logits and clips it, except on TensorFlow, whose BCE of a sigmoid's
+    # output recovers the logits (log space, as lossplug's default)
+    keras_numerics = not logits or sys.modules["keras"].backend.backend() != "tensorflow"
+    return _recipe("focal", gamma=float(kw["gamma"]), alpha=alpha, from_logits=logits,
                    label_smoothing=float(kw["label_smoothing"]), eps=_keras_epsilon(),
-                   reduction=_keras_mean(src, kw))
+                   numerics="keras" if keras_numerics else "lossplug", reduction=_keras_mean(src, kw))
 
 
 @rule("keras", "CategoricalCrossentropy",
@@ -507,14 +514,16 @@ def _monai_dice(loss, src, opts):
     return _recipe("dice", per_class=True, squared=bool(loss.squared_pred), **params, reduction=reduction)
 
 
-@rule("monai", "TverskyLoss", "tversky(alpha, beta, per_class=True, smooth)")
+@rule("monai", "TverskyLoss", "tversky(alpha, beta, per_class=True, smooth)",
+      "one Tversky index per sample and class, averaged, as MONAI")
 def _monai_tversky(loss, src, opts):
     params = _monai_layout(loss, src)
     return _recipe("tversky", alpha=float(loss.alpha), beta=float(loss.beta), per_class=True, **params,
                    reduction=_reduction(src, loss.reduction, _MONAI_MEAN))
 
 
-@rule("monai", "GeneralizedDiceLoss", "generalized_dice(weight_type=w_type, smooth)")
+@rule("monai", "GeneralizedDiceLoss", "generalized_dice(weight_type=w_type, smooth)",
+      "a class absent from y takes the largest weight of the present ones, as MONAI")
 def _monai_gdl(loss, src, opts):
     params = _monai_layout(loss, src)
     w_type = str(getattr(loss.w_type, "value", loss.w_type))
@@ -636,3 +645,175 @@ def porting_table() -> str:
 
 
 __all__ = ["port", "recipe", "Recipe", "RULES", "PortError", "porting_table", "describe"]
+
+
+# --- the command line: `lossplug port "<expression>" --to keras` ---------------------------------
+
+_ROOTS = {"torch.nn": "torch", "nn": "torch", "keras.losses": "keras", "monai.losses": "monai"}
+_MODULES = {"torch": "torch.nn", "keras": "keras.losses", "monai": "monai.losses"}
+
+
+def _dotted(node) -> str | None:
+    import ast
+
+    parts = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if isinstance(node, ast.Name):
+        parts.append(node.id)
+        return ".".join(reversed(parts))
+    return None
+
+
+def _argument(node, library: str):
+    """A literal, or ``torch.tensor(<literal>)`` for torch/MONAI weights (made float64)."""
+    import ast
+
+    if isinstance(node, ast.Call) and _dotted(node.func) == "torch.tensor" and library in ("torch", "monai"):
+        if len(node.args) != 1 or node.keywords:
+            raise ValueError("torch.tensor(...) takes one literal list or number here")
+        import torch
+
+        return torch.tensor(ast.literal_eval(node.args[0]), dtype=torch.float64)
+    try:
+        return ast.literal_eval(node)
+    except ValueError:
+        raise ValueError(
+            f"argument {ast.unparse(node)!r} is not a literal (numbers, strings, lists, True/False/None, "
+            "or torch.tensor([...]))"
+        ) from None
+
+
+def parse_source(text: str):
+    """Build the loss object a command line names: ``torch.nn.HuberLoss(delta=0.5)``.
+
+    Only a call of a ported class of ``torch.nn`` (or ``nn``), ``keras.losses`` or ``monai.losses``
+    with literal arguments is accepted; nothing else of the text is evaluated. Only the source's
+    module is imported.
+    """
+    import ast
+    import importlib
+
+    try:
+        tree = ast.parse(text.strip(), mode="eval")
+    except SyntaxError as exc:
+        raise ValueError(f"{text!r} is not a Python expression: {exc.msg}") from None
+    call = tree.body
+    name = _dotted(call.func) if isinstance(call, ast.Call) else None
+    root, _, cls = (name or "").rpartition(".")
+    library = _ROOTS.get(root)
+    if library is None or (library, cls) not in RULES:
+        known = ", ".join(f"{SOURCES[lib]}.{c}(...)" for lib, c in RULES)
+        raise ValueError(f"{text!r} is not a call of a loss lossplug ports; write one of {known}")
+    args = [_argument(a, library) for a in call.args]
+    kwargs = {k.arg: _argument(k.value, library) for k in call.keywords if k.arg is not None}
+    if len(kwargs) != len(call.keywords):
+        raise ValueError("**kwargs are not accepted; write each setting as name=value")
+    return getattr(importlib.import_module(_MODULES[library]), cls)(*args, **kwargs)
+
+
+def _kind(r: Recipe, source) -> str:
+    """The input kind of ``lossplug.tools.inputs`` a random batch for this port needs."""
+    if r.terms is not None:
+        return _kind(r.terms.get("dice") or next(iter(r.terms.values())), getattr(source, "dice", source))
+    if r.name in ("dice", "tversky", "jaccard", "generalized_dice", "lovasz"):
+        return "label_map" if getattr(source, "to_onehot_y", False) else "masks"
+    onehot_y = getattr(source, "to_onehot_y", False)
+    if r.name == "sparse_categorical_ce" or (r.name == "categorical_focal" and onehot_y):
+        return "labels"
+    return REGISTRY[r.name].inputs
+
+
+def _batch(r: Recipe, source, library: str, seed: int):
+    """``(source inputs, lossplug inputs per framework)`` of one random batch, each in its habit."""
+    import numpy as np
+
+    from lossplug.tools import inputs
+
+    kind = _kind(r, source)
+    params = dict((r.terms.get("dice") or next(iter(r.terms.values()))).params if r.terms else r.params)
+    if r.terms is not None or type(source).__name__ == "FocalLoss":
+        params["from_logits"] = True
+    cls = type(source).__name__
+    shape = {"label_map": (2, 3, 4, 4), "masks": (2, 3, 4, 4)}
+    rng = np.random.default_rng(seed)
+    y_pred, y_true = inputs.make(kind, params, shape.get(kind), rng)  # torch's layout: class axis 1
+    if cls == "NLLLoss":
+        y_pred = y_pred - np.log(np.exp(y_pred).sum(axis=1, keepdims=True))  # log-probabilities
+    last = lambda a: np.moveaxis(a, 1, -1) if a.ndim == y_pred.ndim and a.ndim > 2 else a  # noqa: E731
+    class_last = (last(y_pred), last(y_true))
+    ours = {"torch": (y_pred, y_true), "numpy": class_last, "keras": class_last}
+    src = class_last if library == "keras" else (y_pred, y_true)
+    if library == "monai" and kind in ("label_map", "labels"):
+        src = (y_pred, y_true[:, None])
+    return kind, src, ours
+
+
+def _value(framework: str, fn, y_pred, y_true) -> float:
+    import numpy as np
+
+    if framework == "torch":
+        import torch
+
+        t = lambda a: torch.from_numpy(np.ascontiguousarray(a))  # noqa: E731
+        return float(fn(t(y_pred), t(y_true)))
+    if framework == "keras":
+        import keras
+
+        value = fn(keras.ops.convert_to_tensor(y_true), keras.ops.convert_to_tensor(y_pred))
+        return float(keras.ops.convert_to_numpy(value))
+    return float(fn(y_pred, y_true))
+
+
+def cli(text: str, framework: str, seed: int = 0, num_classes: int | None = None, out=None) -> int:
+    """``lossplug port``: print the ported code, its YAML and both numbers; 0 if they agree, else 1."""
+    out = out or sys.stdout
+    source = parse_source(text)
+    library = _library(type(source))
+    options = {} if num_classes is None else {"num_classes": num_classes}
+    r = recipe(source, **options)
+    kind, src, ours = _batch(r, source, library, seed)
+    loss = r.build(framework)
+    expected = _value("keras" if library == "keras" else "torch", source, *src)
+    got = _value(framework, loss, *ours[framework])
+    float32 = library == "keras" or framework == "keras"
+    tol = 2e-5 if float32 else 1e-6
+    diff = abs(got - expected) / max(abs(expected), 1e-12)
+    imports = {"numpy": "import functools\n\nimport lossplug.numpy", "torch": "import lossplug.torch",
+               "keras": "import lossplug.keras"}[framework]
+    yp, yt = ours[framework]
+    print(f"# {describe(source)}: {text.strip()}", file=out)
+    print(f"{imports}\n\nloss = {r.code(framework)}" if not r.code(framework).startswith("loss =")
+          else f"{imports}\n\n{r.code(framework)}", file=out)
+    print("\n# Hydra: an entry of the `loss` group (conf/loss/<name>.yaml)", file=out)
+    print(r.yaml(framework), file=out, end="")
+    print(f"\n# a random batch ({kind}, seed {seed}): y_pred {tuple(yp.shape)}, y_true {tuple(yt.shape)} "
+          f"in {framework}'s layout", file=out)
+    print(f"source   {describe(source)}: {expected!r}", file=out)
+    print(f"lossplug {framework}: {got!r}", file=out)
+    same = diff <= tol or (expected == got)
+    print(f"relative difference {diff:.2e} ({'within' if same else 'OVER'} {tol:g})", file=out)
+    return 0 if same else 1
+
+
+TABLE_START = "<!-- porting table: generated by lossplug.tools.port.porting_table(); do not edit -->"
+TABLE_END = "<!-- end of the porting table -->"
+
+
+def write_docs(path) -> bool:
+    """Rewrite the table between the markers of ``docs/porting.md``; True if it changed."""
+    from pathlib import Path
+
+    path = Path(path)
+    text = path.read_text()
+    head, _, rest = text.partition(TABLE_START)
+    _, _, tail = rest.partition(TABLE_END)
+    new = f"{head}{TABLE_START}\n{porting_table()}{TABLE_END}{tail}"
+    if new != text:
+        path.write_text(new)
+    return new != text
+
+
+if __name__ == "__main__":  # python -m lossplug.tools.port docs/porting.md
+    print("rewrote" if write_docs(sys.argv[1]) else "unchanged", sys.argv[1])
