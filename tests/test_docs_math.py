@@ -133,7 +133,9 @@ def server(site):
     httpd.server_close()
 
 
-def _chromium() -> str:
+@pytest.fixture(scope="module")
+def chromium() -> str:
+    """The browser, or a clean skip before the site is built (a failure under .ci/run)."""
     found = shutil.which("chromium") or shutil.which("chromium-browser")
     if found is None:
         if os.environ.get("LOSSPLUG_REQUIRE_CHROMIUM") == "1":
@@ -156,8 +158,7 @@ def _dump_dom(chromium: str, url: str, profile: Path) -> str:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("page", PAGES)
-def test_chromium_renders_every_formula_without_raw_tex(server, page, tmp_path):
-    chromium = _chromium()
+def test_chromium_renders_every_formula_without_raw_tex(chromium, server, page, tmp_path):
     _QuietHandler.requested.clear()
     dom = _dump_dom(chromium, server + page, tmp_path / "profile")
     parser = _Formulas()
