@@ -45,6 +45,17 @@ def test_run_all_reports_each_case_and_each_column(monkeypatch):
     ]
 
 
+def test_frameworks_select_columns_and_torch_fused_is_its_own_choice():
+    def titles(frameworks):
+        return [c.title for c in parity.columns_to_run(frameworks)]
+
+    assert titles(["torch"]) == ["torch f64", "torch f32"]  # no compiling: quick
+    assert titles(["torch-fused"]) == ["torch fused"]
+    assert titles(["torch", "keras-jax"]) == ["torch f64", "torch f32", "keras/jax"]
+    assert titles(None) == ["torch f64", "torch f32", "torch fused", "keras/tensorflow", "keras/jax",
+                            "keras/torch"]
+
+
 class _Stream(io.StringIO):
     def __init__(self, tty):
         super().__init__()

@@ -218,7 +218,8 @@ def cmd_port(args) -> int:
 
 # --- the parser ---------------------------------------------------------------------------------
 
-_FRAMEWORK_CHOICES = ("torch", "keras-tensorflow", "keras-jax", "keras-torch")
+# "torch": the float64 and float32 columns; "torch-fused": the compiled kernels' column
+_FRAMEWORK_CHOICES = ("torch", "torch-fused", "keras-tensorflow", "keras-jax", "keras-torch")
 
 
 def _dpi(text: str) -> int:

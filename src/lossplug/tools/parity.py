@@ -254,13 +254,14 @@ def _keras_worker_command(backend: str, seed: int, out_path: str):
 
 def columns_to_run(frameworks: list[str] | None = None) -> list[Column]:
     """The framework columns, each either ready to run or skipped with a note."""
-    wanted = frameworks or ["torch"] + [f"keras-{b}" for b in KERAS_BACKENDS]
+    wanted = frameworks or ["torch", "torch-fused"] + [f"keras-{b}" for b in KERAS_BACKENDS]
     cols = []
+    note = None if _importable("torch") else 'torch is not installed: pip install "lossplug[torch]"'
     if "torch" in wanted:
-        note = None if _importable("torch") else 'torch is not installed: pip install "lossplug[torch]"'
         cols += [Column("torch f64", "torch", "float64", note=note),
-                 Column("torch f32", "torch", "float32", note=note),
-                 Column("torch fused", "torch", "float64", note=note)]
+                 Column("torch f32", "torch", "float32", note=note)]
+    if "torch-fused" in wanted:  # its own choice: on a cold cache it compiles a kernel per case
+        cols.append(Column("torch fused", "torch", "float64", note=note))
     for backend in KERAS_BACKENDS:
         if f"keras-{backend}" not in wanted:
             continue
