@@ -6,7 +6,6 @@ the Keras classes, the Hydra YAML files and the command line all read it.
 
 from __future__ import annotations
 
-import functools
 import numbers
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -298,9 +297,14 @@ class LossSpec:
     def defaults(self) -> dict[str, Any]:
         return {p.name: p.default for p in self.params}
 
-    @functools.cached_property  # read on every call
+    def __post_init__(self):
+        # read on every call: worked out once here (functools.cached_property takes an RLock on
+        # Python 3.11, which torch.compile(fullgraph=True) cannot trace on a first call)
+        object.__setattr__(self, "_has_class_axis", any(p.name == "axis" for p in self.params))
+
+    @property
     def has_class_axis(self) -> bool:
-        return any(p.name == "axis" for p in self.params)
+        return self._has_class_axis
 
     def validate(self, params: Mapping[str, Any]) -> dict[str, Any]:
         """Fill in defaults, reject unknown names and bad values; return the normalised params."""
