@@ -254,7 +254,8 @@ def _keras_worker_command(backend: str, seed: int, out_path: str):
 
 def columns_to_run(frameworks: list[str] | None = None) -> list[Column]:
     """The framework columns, each either ready to run or skipped with a note."""
-    wanted = frameworks or ["torch", "torch-fused"] + [f"keras-{b}" for b in KERAS_BACKENDS]
+    # torch-fused only when asked for: it compiles a derived kernel per case (minutes on a cold cache)
+    wanted = frameworks or ["torch"] + [f"keras-{b}" for b in KERAS_BACKENDS]
     cols = []
     note = None if _importable("torch") else 'torch is not installed: pip install "lossplug[torch]"'
     if "torch" in wanted:
