@@ -459,3 +459,19 @@ def test_torch_compile_poisons_out_of_range_input(case):
         _close(out, F.cross_entropy(x, labels))
     else:
         assert math.isnan(out.item())
+
+
+@pytest.mark.slow
+def test_torch_compile_of_a_fresh_process_first_call():
+    # nothing traced or cached before: the first call of a fresh loss happens inside the graph
+    import subprocess
+    import sys
+
+    code = (
+        "import math, torch, lossplug.torch as lt\n"
+        "out = torch.compile(lt.JaccardLoss(from_logits=True), fullgraph=True)"
+        "(torch.randn(2, 3, 4, 4), torch.full((2, 4, 4), 7))\n"
+        "assert math.isnan(out.item()), out\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
