@@ -144,6 +144,15 @@ def test_cross_entropy(shape, kwargs, g):
     check(nn.NLLLoss(**{k: v for k, v in kwargs.items() if k != "label_smoothing"}), log_p, labels, "labels")
 
 
+@pytest.mark.parametrize("kwargs", [{}, {"label_smoothing": 0.2, "reduction": "sum"}, {"reduction": "none"}])
+def test_cross_entropy_probability_targets(kwargs, g):
+    x = torch.randn(3, 4, 2, 2, generator=g) * 3
+    p = torch.softmax(torch.randn(3, 4, 2, 2, generator=g), dim=1).double()
+    check(nn.CrossEntropyLoss(**kwargs), x, p, targets="probabilities")
+    with pytest.raises(ValueError, match="weight with probability targets"):
+        lossplug.port(nn.CrossEntropyLoss(weight=torch.ones(4)), targets="probabilities")
+
+
 def test_cross_entropy_default_ignore_index_minus_100(g):
     x, labels = torch.randn(6, 3, generator=g), torch.tensor([0, -100, 2, 1, -100, 0])
     check(nn.CrossEntropyLoss(), x, labels, "labels")

@@ -224,8 +224,8 @@ def _numerics(*frameworks):
     )
 
 
-NUMERICS_TORCH = _numerics("torch")
 NUMERICS_KERAS = _numerics("keras")
+NUMERICS_BCE = _numerics("torch", "keras")
 LOVASZ_AGGREGATION = Param(
     "aggregation", "sample", _one_of("sample", "batch"),
     '"sample": one Lovasz loss per sample (per image), then the mean; "batch": one over the whole batch',
@@ -380,7 +380,7 @@ _SPECS = (
         cases=(case(), case("delta0.3", delta=0.3, check=True), case("delta2.5", shape=(2, 3, 2), delta=2.5)),
     ),
     LossSpec(
-        "bce", "BCELoss", classification.bce, (FROM_LOGITS, LABEL_SMOOTHING, EPS, NUMERICS_TORCH, REDUCTION),
+        "bce", "BCELoss", classification.bce, (FROM_LOGITS, LABEL_SMOOTHING, EPS, NUMERICS_BCE, REDUCTION),
         "elementwise", "same",
         r"\operatorname{mean}\big(-[y\log p + (1 - y)\log(1 - p)]\big)",
         "Binary cross-entropy on probabilities or logits.",
@@ -399,7 +399,7 @@ _SPECS = (
     ),
     LossSpec(
         "weighted_bce", "WeightedBCELoss", classification.weighted_bce,
-        (POS_WEIGHT, NEG_WEIGHT, FROM_LOGITS, LABEL_SMOOTHING, EPS, NUMERICS_TORCH, REDUCTION),
+        (POS_WEIGHT, NEG_WEIGHT, FROM_LOGITS, LABEL_SMOOTHING, EPS, NUMERICS_BCE, REDUCTION),
         "elementwise", "same",
         r"\operatorname{mean}\big(-[w_+\,y\log p + w_-\,(1 - y)\log(1 - p)]\big)",
         "Binary cross-entropy with a weight on the positive and on the negative term.",

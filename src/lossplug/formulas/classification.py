@@ -19,7 +19,8 @@ def weighted_bce(
     With logits, :math:`\log p = -\operatorname{softplus}(-x)` and
     :math:`\log(1-p) = -\operatorname{softplus}(x)`: finite for any finite logit.
     ``numerics="torch"`` (probabilities): torch's ``BCELoss``, no clipping, :math:`\max(\log p, -100)`
-    and :math:`\max(\operatorname{log1p}(-p), -100)`.
+    and :math:`\max(\operatorname{log1p}(-p), -100)`. ``numerics="keras"``: Keras's
+    :math:`\log(1 - \operatorname{clip}(p))`, which in float32 is :math:`\log 2^{-23}` at p = 1.
     """
     y = y_true
     if label_smoothing:
@@ -28,6 +29,9 @@ def weighted_bce(
         return bce_with_logits(xp, y_pred, y, pos_weight, neg_weight), None
     if numerics == "torch":
         pos, neg = y * torch_log(xp, y_pred), (1.0 - y) * torch_log(xp, y_pred, complement=True)
+    elif numerics == "keras":
+        p = xp.clip(y_pred, eps, 1.0 - eps)
+        pos, neg = y * xp.log(p), (1.0 - y) * xp.log(1.0 - p)
     else:  # 1 - p is clipped on its own: in float32, 1 - clip(p) at p = 1 would be 2**-23, not eps
         p, q = xp.clip(y_pred, eps, 1.0 - eps), xp.clip(1.0 - y_pred, eps, 1.0 - eps)
         pos, neg = y * xp.log(p), (1.0 - y) * xp.log(q)

@@ -271,8 +271,15 @@ def _class_weights(loss, src):
 
 @rule("torch", "CrossEntropyLoss",
       "sparse_categorical_ce(from_logits=True, class_weights=weight, ignore_index, label_smoothing)",
-      "class-index targets; the weighted mean divides by the weights of the counted targets, as torch")
+      "class-index targets; the weighted mean divides by the weights of the counted targets, as torch; "
+      'targets="probabilities": categorical_ce(from_logits=True, label_smoothing)')
 def _torch_ce(loss, src, opts):
+    if opts.get("targets", "labels") == "probabilities":  # port(..., targets="probabilities")
+        if loss.weight is not None:
+            _fail(src, "weight with probability targets", "torch divides the weighted sum by N there; "
+                  "lossplug's categorical_ce divides by sum(w y)")
+        return _recipe("categorical_ce", from_logits=True, label_smoothing=float(loss.label_smoothing),
+                       reduction=_reduction(src, loss.reduction, _TORCH_REDUCTIONS))
     return _recipe(
         "sparse_categorical_ce", from_logits=True, class_weights=_class_weights(loss, src),
         ignore_index=int(loss.ignore_index), label_smoothing=float(loss.label_smoothing),
@@ -342,12 +349,15 @@ def _keras_log_cosh(loss, src, opts):
     return _recipe("log_cosh", reduction=_keras_mean(src, _keras_kwargs(loss)))
 
 
-@rule("keras", "BinaryCrossentropy", "bce(from_logits, label_smoothing, eps=keras epsilon)",
-      "Keras clips p to [1e-7, 1 - 1e-7] (keras.config.epsilon()): a wrong p = 1 costs 16.118")
+@rule("keras", "BinaryCrossentropy", 'bce(from_logits, label_smoothing, eps=keras epsilon, numerics="keras")',
+      "Keras clips p to [1e-7, 1 - 1e-7] (keras.config.epsilon()) and takes log(1 - clip(p)): a wrong "
+      "p = 1 costs 16.118 in float64, 15.942 in float32")
 def _keras_bce(loss, src, opts):
     kw = _keras_kwargs(loss)
-    return _recipe("bce", from_logits=bool(kw["from_logits"]), label_smoothing=float(kw["label_smoothing"]),
-                   eps=_keras_epsilon(), reduction=_keras_mean(src, kw))
+    logits = bool(kw["from_logits"])
+    return _recipe("bce", from_logits=logits, label_smoothing=float(kw["label_smoothing"]),
+                   eps=_keras_epsilon(), numerics="lossplug" if logits else "keras",
+                   reduction=_keras_mean(src, kw))
 
 
 @rule("keras", "BinaryFocalCrossentropy",
@@ -623,14 +633,18 @@ def port(loss, framework: str = "numpy", **options):
     ``loss`` is a torch.nn, Keras 3 or MONAI loss object (``lossplug.tools.port.RULES`` lists them);
     the result is a NumPy function (``framework="numpy"``), a ``torch.nn.Module`` or a Keras loss,
     computing on data laid out by that framework's habit (class axis 1 in torch, last in Keras
-    and NumPy). ``options``: ``num_classes=C`` for MONAI's ``FocalLoss(use_softmax=True)``.
+    and NumPy). ``options``: ``num_classes=C`` for MONAI's ``FocalLoss(use_softmax=True)``;
+    ``targets="probabilities"`` for torch's ``CrossEntropyLoss`` on class probabilities (default
+    ``"labels"``, class indices).
     A setting that lossplug cannot reproduce exactly raises a ``ValueError`` naming it.
     """
-    unknown = set(options) - {"num_classes"}
+    unknown = set(options) - {"num_classes", "targets"}
     if unknown:
         raise TypeError(
-            f"lossplug.port got unknown option(s) {', '.join(sorted(unknown))}; it takes num_classes"
+            f"lossplug.port got unknown option(s) {', '.join(sorted(unknown))}; it takes num_classes, targets"
         )
+    if options.get("targets", "labels") not in ("labels", "probabilities"):
+        raise ValueError(f"lossplug.port: targets={options['targets']!r}; it is 'labels' or 'probabilities'")
     if framework not in FRAMEWORKS:
         raise ValueError(f"unknown framework {framework!r}; choose one of {', '.join(FRAMEWORKS)}")
     return recipe(loss, **options).build(framework)
