@@ -12,6 +12,8 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from keras_helpers import call, float_context, tolerance
 
 import lossplug
@@ -169,3 +171,33 @@ def test_cli_port_from_keras():
 
     assert main(["port", "keras.losses.CategoricalFocalCrossentropy(gamma=1.5)", "--to", "numpy"]) == 0
     assert main(["port", "keras.losses.Tversky(alpha=0.7, beta=0.3)", "--to", "keras"]) == 0
+
+
+@settings(max_examples=12, deadline=None)
+@given(
+    kind=st.sampled_from(["cce", "scce", "binary_focal", "categorical_focal", "tversky", "bce"]),
+    from_logits=st.booleans(), smoothing=st.sampled_from([0.0, 0.1]), gamma=st.sampled_from([0.0, 1.0, 2.5]),
+    alpha=st.sampled_from([0.25, 0.6]), n=st.integers(1, 4), c=st.integers(2, 4), seed=st.integers(0, 2**16),
+)
+def test_drawn_settings_and_shapes(kind, from_logits, smoothing, gamma, alpha, n, c, seed):
+    r = np.random.default_rng(seed)
+    x = r.normal(size=(n, c)) * 3
+    p = x if from_logits else r.uniform(size=(n, c))
+    labels = r.integers(0, c, size=n)
+    onehot, mask = np.eye(c)[labels], (r.uniform(size=(n, c)) < 0.5).astype(float)
+    make, y = {
+        "cce": (lambda **k: L.CategoricalCrossentropy(
+            from_logits=from_logits, label_smoothing=smoothing, **k), onehot),
+        "scce": (lambda **k: L.SparseCategoricalCrossentropy(from_logits=from_logits, **k), labels),
+        "binary_focal": (lambda **k: L.BinaryFocalCrossentropy(
+            gamma=gamma, alpha=alpha, apply_class_balancing=alpha > 0.5, from_logits=from_logits,
+            label_smoothing=smoothing, **k), mask),
+        "categorical_focal": (lambda **k: L.CategoricalFocalCrossentropy(
+            gamma=gamma, alpha=alpha, from_logits=from_logits, label_smoothing=smoothing, **k), onehot),
+        "tversky": (lambda **k: L.Tversky(alpha=alpha, beta=1 - alpha / 2, **k), mask),
+        "bce": (lambda **k: L.BinaryCrossentropy(
+            from_logits=from_logits, label_smoothing=smoothing, **k), mask),
+    }[kind]
+    if kind == "tversky":
+        p = r.uniform(size=(n, c))
+    check(make, y, p)
