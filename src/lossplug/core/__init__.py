@@ -308,8 +308,11 @@ def poison(spec: LossSpec, xp, y_pred, y_true, params, axis, loss):
     if not _VALUE_CHECKS or "from_logits" not in params or xp.is_concrete(y_pred):
         return loss
 
-    def outside(x, lo, hi):  # 1.0 where x is NaN or outside [lo, hi]
-        inside = xp.where(x >= lo, 1.0, 0.0) * xp.where(x <= hi, 1.0, 0.0)
+    if 0 in xp.shape(y_pred):  # an empty batch: nothing to judge, the empty result as it is
+        return loss
+
+    def outside(x, lo, hi):  # 1.0 if any x is NaN or outside [lo, hi]: two reductions, no tensor
+        inside = xp.where(xp.min(x) >= lo, 1.0, 0.0) * xp.where(xp.max(x) <= hi, 1.0, 0.0)
         return 1.0 - xp.cast_like(inside, loss)
 
     bad = []
@@ -327,10 +330,10 @@ def poison(spec: LossSpec, xp, y_pred, y_true, params, axis, loss):
         bad.append(outside(labels, 0, top - 1))
         if _is_float(labels):
             whole = xp.cast_like(xp.cast_int(labels), labels)
-            bad.append(1.0 - xp.cast_like(xp.where(labels == whole, 1.0, 0.0), loss))
+            bad.append(1.0 - xp.cast_like(xp.min(xp.where(labels == whole, 1.0, 0.0)), loss))
     else:
         bad.append(outside(y_true, 0.0, 1.0))
-    count = sum(xp.sum(b) for b in bad)
+    count = sum(bad[1:], bad[0])
     return loss + xp.where(count > 0, 0.0 * count + float("nan"), 0.0 * count)
 
 

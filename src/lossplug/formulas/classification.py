@@ -121,9 +121,9 @@ def categorical_ce(
     if class_weights is not None:
         w = _broadcast_weights(xp, class_weights, y_pred, axis)
         y, weight = w * y, xp.sum(w * y_true, axis=axis)
-    if from_logits:  # sum_c y_c (lse - z_c): two sums of non-negative terms, no log-softmax tensor
+    if from_logits:  # sum_c y_c (lse - z_c), z = x - max x: non-negative terms
         z, lse = _shifted_logsumexp(xp, y_pred, axis)
-        loss = xp.sum(y, axis=axis) * lse - xp.sum(y * z, axis=axis)
+        loss = xp.sum(y * (xp.expand_dims(lse, axis) - z), axis=axis)
     else:
         log_p = _log_probs(xp, y_pred, from_logits=False, eps=eps, axis=axis, numerics=numerics)
         loss = -xp.sum(y * log_p, axis=axis)

@@ -80,6 +80,9 @@ class NumpyBackend:
     def max(self, x, axis=None, keepdims=False):
         return np.max(x, axis=axis, keepdims=keepdims)
 
+    def min(self, x, axis=None, keepdims=False):
+        return np.min(x, axis=axis, keepdims=keepdims)
+
     def stop_gradient(self, x):
         return x
 
@@ -249,6 +252,11 @@ class TorchBackend:
         if axis is None:
             return x.amax()
         return x.amax(dim=axis, keepdim=keepdims)
+
+    def min(self, x, axis=None, keepdims=False):
+        if axis is None:
+            return x.amin()
+        return x.amin(dim=axis, keepdim=keepdims)
 
     def stop_gradient(self, x):
         return x.detach()
