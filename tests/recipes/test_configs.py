@@ -14,9 +14,16 @@ GROUPS = {group: sorted(p.stem for p in (Path(CONFIG_DIR) / group).glob("*.yaml"
           for group in ("data", "model", "trainer", "logger", "callbacks", "experiment", "debug", "task")}
 
 
+NOT_IN_A_RECIPE = {
+    "poisson": "needs a count target; the bundled regression data (diabetes) is standardised",
+    "cosine_similarity": "no recipe task compares directions of vectors",
+}
+
+
 def test_task_losses_cover_every_registry_loss():
     trained = {loss for _, loss in TASK_LOSSES} | {"bce", "sparse_categorical_ce"}
-    assert set(lossplug.available()) <= trained
+    assert set(lossplug.available()) - set(NOT_IN_A_RECIPE) <= trained
+    assert not set(NOT_IN_A_RECIPE) & trained  # the list stays true
     for task in TASKS:
         cfg = compose([f"task={task}"])
         assert {loss for t, loss in TASK_LOSSES if t == task} == set(cfg.task.losses)
@@ -30,7 +37,7 @@ def test_task_and_loss_compose(task, loss, tmp_path):
     # The model outputs logits in every classification and segmentation task.
     if task != "regression":
         terms = cfg.loss.terms.values() if "terms" in cfg.loss else [cfg.loss]
-        assert all(term.from_logits for term in terms)
+        assert all(term.from_logits for term in terms if "from_logits" in term)  # hinge: raw scores
     assert str(cfg.paths.output_dir) == str(tmp_path)
 
 
