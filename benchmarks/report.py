@@ -155,7 +155,8 @@ def markdown(rows: list[dict], info: dict, command: str, chart: str | None) -> s
         f'(class losses) or {DERIVED_MIN_NUMEL} (losses torch has no kernel of) on: '
         '`torch.compile` of `torch.func.grad_and_value` of the formula and its reduction, with the '
         "value checks' input ranges, compiled by inductor on first use; smaller ones torch's own "
-        "kernel where one computes the formula, else the composed formula. `lossplug (kernels off)` runs inside `lossplug.torch.fused_kernels(False)`:"
+        "kernel where one computes the formula, else the composed formula. `lossplug (kernels off)` "
+        "runs inside `lossplug.torch.fused_kernels(False)`:"
         " torch's kernels or the composed formula (what runs where nothing can be compiled); `hand` "
         'is the composed formula a user would write; a subclass\'s baseline `eager` is the same '
         'subclass with kernels off (its formula composed in eager torch ops). Each row gives the best '
