@@ -15,6 +15,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from test_subclass_examples import EXAMPLES
 
 import lossplug
 import lossplug.torch as lt
@@ -187,22 +188,8 @@ def test_a_subclass_overriding_terms_is_not_bypassed(small_fused):
     np.testing.assert_allclose(DoubledMSE()(x, y).item(), 2 * lt.MSELoss()(x, y).item(), rtol=1e-12)
 
 
-class FocalBCELoss(lt.BCELoss):
-    """docs/subclassing.md's example, as a user writes it."""
-
-    def __init__(self, *, gamma: float = 2.0, **params):
-        super().__init__(**params)
-        self.gamma = gamma
-
-    def terms(self, y_pred, y_true):
-        loss, weight = super().terms(y_pred, y_true)
-        p_t = torch.exp(-loss)
-        return (1 - p_t) ** self.gamma * loss, weight
-
-
-class DenominatorSmoothedDice(lt.DiceLoss):
-    def score(self, intersection, denominator):
-        return 2 * intersection / (denominator + self.smooth)
+FocalBCELoss = EXAMPLES["FocalBCELoss"]  # docs/subclassing.md's examples, as the page writes them
+DenominatorSmoothedDice = EXAMPLES["DenominatorSmoothedDice"]
 
 
 def _eager_focal(x, y, gamma):
