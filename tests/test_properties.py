@@ -19,7 +19,10 @@ from loss_cases import CLASS_AXIS_LOSSES, CLASS_NAMES, softmax
 import lossplug.numpy
 import lossplug.torch
 
-NAMES = list(CLASS_NAMES)
+# the losses whose inputs the strategy below draws; the newer ones have their property tests in
+# test_focal_margin.py, test_values_overlap.py and test_values_lovasz.py
+NAMES = ["mse", "mae", "huber", "bce", "weighted_bce", "categorical_ce", "sparse_categorical_ce", "dice",
+         "kl_div"]
 EPS = 1e-7
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -134,9 +137,7 @@ def torch_loss(name, params, y_pred, y_true, dtype=torch.float64, reduction="mea
 @given(problem=problems())
 def test_torch_float64_matches_numpy(problem, reduction):
     name, params, y_pred, y_true = problem
-    out = torch_loss(name, params, y_pred, y_true, reduction=reduction)
-    if "class_weights" in params:  # torch keeps them in a float32 buffer: round them for NumPy too
-        params = {**params, "class_weights": np.float32(params["class_weights"]).astype(float).tolist()}
+    out = torch_loss(name, params, y_pred, y_true, reduction=reduction)  # float64 module: exact weights
     expected = numpy_loss(name, params, y_pred, y_true, reduction)
     np.testing.assert_allclose(out, expected, rtol=1e-9, atol=1e-10)
 
