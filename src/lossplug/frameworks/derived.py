@@ -11,9 +11,10 @@ read the inputs once and write the gradient once (on the CPU C++/OpenMP loops, o
 kernels). ``DerivedLoss`` hands the gradient to autograd; a backward that is itself differentiated
 (``create_graph=True``) goes through the composed formula again, so double backward is exact.
 
-Each loss class gets a compiled function of its own (its own code object, so torch.compile's
-per-function recompile limit counts per class) made on first use. If compiling fails, lossplug
-warns once and that class runs the composed formula from then on; see ``lossplug.frameworks.compiled``.
+Each loss class and parameter set gets a compiled function of its own (its own code object, so
+torch.compile's per-function recompile limit counts the dtypes and layouts of one loss) made on
+first use. If compiling fails, lossplug warns once and that loss runs the composed formula from
+then on; see ``lossplug.frameworks.compiled``. Which sizes take the kernel: ``min_numel``.
 """
 
 from __future__ import annotations
