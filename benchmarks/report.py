@@ -217,7 +217,7 @@ def markdown(rows: list[dict], info: dict, command: str, chart: str | None) -> s
             "One optimiser step (zero_grad, forward, loss, backward, Adam), per step, with one model "
             "and optimiser for both losses; the native loss is torch's module (`nn.MSELoss`, "
             "`nn.CrossEntropyLoss`; MONAI's `DiceLoss` for segmentation), as a LightningModule holds "
-            "it. At these small batches the fused kernels do not run: the difference is lossplug's "
+            "it. At these small batches the derived kernels do not run: the difference is lossplug's "
             "per-call Python (shape and value checks), about 25-35 us per call on this CPU.", "",
             _table(["recipe", "loss", "best ms", "median ms", "best CPU ms", "ratio (best)",
                     "ratio (median)", "ratio (CPU)"],

@@ -37,7 +37,7 @@ def test_run_all_reports_each_case_and_each_column(monkeypatch):
         ("torch f64: case 1/2 mse/default", False),
         ("torch f64: case 2/2 dice/labelmap", False),
         ("torch f64: 2 cases done", True),
-        ("torch fused: compiling the fused kernels on first use (on a cold cache this takes most of the "
+        ("torch fused: compiling the derived kernels on first use (on a cold cache this takes most of the "
          "run; inductor caches them on disk for the next run)", True),
         ("torch fused: case 1/2 mse/default", False),
         ("torch fused: case 2/2 dice/labelmap", False),

@@ -233,7 +233,7 @@ def test_a_dice_subclass_with_its_own_score_gets_its_derived_kernel(small_fused)
     torch.testing.assert_close(grad, expected_grad)
 
 
-# --- class losses and KL: fused kernels, or torch's kernels with lossplug's reduction rules ---------
+# --- class losses and KL: derived kernels, or torch's kernels with lossplug's reduction rules -------
 
 
 @pytest.fixture(params=["fused", "native"])

@@ -2,9 +2,10 @@
 
 Hyperparameters are plain attributes (``loss.delta``); ``class_weights`` is a buffer, so it follows
 ``.to(device)`` and is saved in ``state_dict``. Half-precision inputs are computed in float32, as
-torch's own losses do under autocast. On the CPU, large inputs that need a gradient go through
-fused kernels compiled by inductor on first use (loss and gradient in one pass, the same values;
-``fused_kernels(False)`` or ``LOSSPLUG_FUSED_KERNELS=0`` turns them off).
+torch's own losses do under autocast. Large inputs that need a gradient go through the kernel
+derived from the loss's formula (``lossplug.frameworks.derived``: ``torch.compile`` of its value and
+gradient, compiled by inductor on first use, the same values; ``fused_kernels(False)`` or
+``LOSSPLUG_FUSED_KERNELS=0`` turns them off).
 """
 
 from __future__ import annotations

@@ -101,7 +101,7 @@ def _range_error(spec, what, lo, hi, allowed):
 def check_values(spec: LossSpec, xp, y_pred, y_true, params, axis, ranges=None):
     """Data-dependent checks, run only on concrete (eager) tensors, before anything is computed.
 
-    ``ranges`` holds the ``(min, max)`` of ``"y_pred"`` and ``"y_true"`` where a fused kernel took
+    ``ranges`` holds the ``(min, max)`` of ``"y_pred"`` and ``"y_true"`` where a derived kernel took
     them in its own pass (``y_true``'s with ``ignore_index`` entries counted as 0); the rest are
     taken here.
     """

@@ -45,7 +45,7 @@ def fused_kernels(enabled: bool):
 
 
 def usable() -> bool:
-    """Whether a fused kernel may run: switched on, in plain eager mode.
+    """Whether a compiled kernel may run: switched on, in plain eager mode.
 
     Not while ``torch.compile`` traces (the caller's compiler fuses the loss itself), nor under a
     ``torch.func`` transform (``grad``, ``vmap``, ...), which custom autograd functions and

@@ -139,7 +139,7 @@ class NumpyBackend:
 
 
 class TorchBackend:
-    """torch tensors; fused kernels where torch has them."""
+    """torch tensors; torch's own fused ops where it has them (log_softmax, logsumexp)."""
 
     name = "torch"
 

@@ -252,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
         "check", help="run every loss in every installed framework against the NumPy reference",
         description=(
             "Run every loss on random inputs in torch (float64 and float32, and float64 through "
-            "the compiled fused kernels, forced on) and in Keras on each installed backend "
+            "the derived kernels with --frameworks torch-fused) and in Keras on each installed backend "
             "(tensorflow, jax, torch; one subprocess each, float32), compare "
             "reduction mean, sum and none with the NumPy float64 reference and print a table. "
             "Frameworks that are not installed are skipped with a note. Exit status 1 on a mismatch."

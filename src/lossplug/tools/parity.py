@@ -4,8 +4,8 @@
 random inputs, taken from the registry (each entry's cases marked ``check=True``, inputs by
 ``lossplug.tools.inputs``) and made channels-last (class axis -1, as NumPy and Keras expect);
 torch gets the same arrays with the class axis moved to dim 1. The NumPy float64 result is the
-reference; torch runs in float64 and float32 in this process (and once more in float64 through
-the compiled fused kernels, forced on for these small inputs), and Keras runs once per importable
+reference; torch runs in float64 and float32 in this process (and, asked for, once more in float64
+through the derived kernels, forced on for these small inputs), and Keras runs once per importable
 backend, each in its own subprocess (``KERAS_BACKEND`` is fixed per process), in float32. Every
 case is compared under ``reduction="mean"``, ``"sum"`` and ``"none"``.
 
@@ -306,7 +306,7 @@ def run_all(seed: int = 0, frameworks: list[str] | None = None, timeout: float =
             if col.framework == "torch" and col.note is None:
                 fused = col.title == "torch fused"
                 if fused:
-                    say("torch fused: compiling the fused kernels on first use (on a cold cache this "
+                    say("torch fused: compiling the derived kernels on first use (on a cold cache this "
                         "takes most of the run; inductor caches them on disk for the next run)", True)
 
                 def on_case(i, n, case, title=col.title):
