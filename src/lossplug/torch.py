@@ -123,6 +123,7 @@ class LossModule(LossAdapter, nn.Module):
         spec, (params, ranges, native, kernel) = self.spec, plan
         axis = _core.class_axis(spec, params, y_pred.dim(), "torch")
         y_true = _core.check_shapes(spec, _xp, y_pred, y_true, params, axis)
+        checked = False
         if self.reduction != "none":
             if derived.applicable(y_pred, y_true, derived.min_numel(spec, native is not None)):
                 if kernel is None:
@@ -134,15 +135,35 @@ class LossModule(LossAdapter, nn.Module):
                 if out is not None:
                     return out
             if native is not None and not torch.compiler.is_compiling():
-                _core.check_values(spec, _xp, y_pred, y_true, params, axis)
-                out = native(self, y_pred, y_true, axis)
+                out = self._checked_native(native, y_pred, y_true, params, axis)
                 if out is not None:
                     return out
-        _core.check_values(spec, _xp, y_pred, y_true, params, axis)
+                checked = True
+        if not checked:
+            _core.check_values(spec, _xp, y_pred, y_true, params, axis)
         # compiled (no value checks): labels out of range replaced for the formula, the loss NaN
         loss, weight = self.terms(y_pred, _core.safe_labels(spec, _xp, y_pred, y_true, params, axis))
         loss = _core.poison(spec, _xp, y_pred, y_true, params, axis, loss)
         return self._reduce(_xp, loss, weight)
+
+    def _checked_native(self, native, y_pred, y_true, params, axis):
+        """torch's kernel of the loss (``None`` where it does not express the parameters), after the
+        value checks; where the kernel validates integer labels itself (on the CPU), the checks run
+        only if it fails, to name the bad label (a pass over the labels fewer per call)."""
+        spec = self.spec
+        if native.validates_labels and y_pred.device.type == "cpu" and not y_true.is_floating_point():
+            try:
+                out = native(self, y_pred, y_true, axis)
+            except (IndexError, RuntimeError) as exc:
+                error = exc
+            else:
+                if out is None:
+                    _core.check_values(spec, _xp, y_pred, y_true, params, axis)
+                return out
+            _core.check_values(spec, _xp, y_pred, y_true, params, axis)  # the ValueError naming it
+            raise error
+        _core.check_values(spec, _xp, y_pred, y_true, params, axis)
+        return native(self, y_pred, y_true, axis)
 
     def _make_plan(self):
         """What every call needs and no call changes: the parameters, the ranges the value checks
