@@ -62,7 +62,7 @@ def main(argv=None) -> int:
     import torch
 
     from benchmarks import report
-    from benchmarks.torch_cases import all_torch_rows
+    from benchmarks.grid import all_torch_rows
 
     threads = args.threads or (1 if args.quick else None)
     if threads:

@@ -27,6 +27,10 @@ def _inputs(kind, n, rng, classes=10):
         return rng.random((n // 100, 100)), rng.random((n // 100, 100))
     if kind == "logits":
         return 2 * rng.standard_normal((n // 100, 100)), rng.random((n // 100, 100))
+    if kind == "binary_logits":
+        return 2 * rng.standard_normal((n // 100, 100)), (rng.random((n // 100, 100)) > 0.5).astype(float)
+    if kind == "rates":
+        return 0.1 + 4 * rng.random((n // 100, 100)), rng.poisson(2.0, (n // 100, 100)).astype(float)
     x = 2 * rng.standard_normal((n // classes, classes))
     if kind == "labels":
         return x, rng.integers(0, classes, n // classes)
@@ -61,7 +65,28 @@ def cases(keras):
         ("kl_div (probabilities)", "soft_probs", lk.KLDivLoss(), L.KLDivergence()),
         ("dice (batch, plain denominator)", "segmentation",
          lk.DiceLoss(squared=False, aggregation="batch", smooth=1e-7), L.Dice()),
+        *beyond_the_nine(keras),
     ]
+
+
+def beyond_the_nine(keras):
+    """The new losses against the Keras built-ins; each lossplug loss is ``lossplug.port`` of its
+    built-in (Keras's conventions: Tversky's swapped alpha/beta, cosine as -cos, ...)."""
+    import lossplug
+
+    L = keras.losses
+    builtins = [
+        ("focal (logits, class balancing)", "binary_logits",
+         L.BinaryFocalCrossentropy(apply_class_balancing=True, from_logits=True)),
+        ("categorical_focal (logits)", "soft", L.CategoricalFocalCrossentropy(from_logits=True)),
+        ("tversky (a 0.3 b 0.7)", "segmentation", L.Tversky(alpha=0.3, beta=0.7)),
+        ("log_cosh", "regression", L.LogCosh()),
+        ("poisson", "rates", L.Poisson()),
+        ("cosine_similarity", "regression", L.CosineSimilarity()),
+        ("hinge", "binary_logits", L.Hinge()),
+        ("hinge (squared)", "binary_logits", L.SquaredHinge()),
+    ]
+    return [(name, kind, lossplug.port(b, framework="keras"), b) for name, kind, b in builtins]
 
 
 def _compiled(backend, loss, y_true, y_pred):
@@ -103,6 +128,7 @@ def rows(quick: bool) -> list[dict]:
         for name, kind, ours, builtin in cases(keras):
             counts = class_counts if kind in ("labels", "soft", "soft_probs") and n == sizes[-1] else [10]
             grid += [(n, c, name, kind, ours, builtin) for c in counts]
+    new_losses = {name for name, *_ in beyond_the_nine(keras)}
     out = []
     for n, classes, name, kind, ours, builtin in grid:
         x, y = _segmentation(n, rng) if kind == "segmentation" else _inputs(kind, n, rng, classes)
@@ -121,6 +147,7 @@ def rows(quick: bool) -> list[dict]:
                 "cpu_ms": 1e3 * t.best_cpu, "cpu_ratio": t.best_cpu / timings["keras"].best_cpu,
                 "value": values[impl],
                 "same_value": math.isclose(values[impl], values["keras"], rel_tol=1e-3, abs_tol=1e-5),
+                "beyond_the_nine": name in new_losses,
             })
     return out
 

@@ -17,7 +17,6 @@ The ratio of a row is its best time over the best time of the baseline (``native
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -443,39 +442,4 @@ def train_rows(device, *, rounds, budget_s, steps_per_sample=10, monai=True) -> 
                 "cpu_ms": 1e3 * t.best_cpu / steps_per_sample, "cpu_ratio": t.best_cpu / base.best_cpu,
                 "baseline": "native",
             })
-    return rows
-
-
-def all_torch_rows(*, quick: bool, device: str, log: Callable[[str], None] = print) -> list[dict]:
-    """Every torch row over the grid; ``quick`` runs tiny sizes and few rounds (CI: seconds)."""
-    if quick:
-        sizes, class_shapes, rounds, budget = [10_000], [(1000, 10), (2, 4, 16, 16)], 2, 0.2
-        seg = dict(batch=2, class_counts=[2, 4], size=32)
-        mem = dict(batch=2, class_counts=[8], size=128)
-        compile_names, train_steps, sub_n = ("mse",), 1, 10_000
-    else:
-        sizes, rounds, budget = [10_000, 100_000, 1_000_000, 10_000_000], 30, 2.0
-        # 2-D: about 4M logits at every C; 4-D: segmentation batches of 8 x 256 x 256
-        class_shapes = [(4_000_000 // c, c) for c in (2, 10)] + [(65_536, 64), (4_096, 1_000), (128, 32_000)]
-        class_shapes += [(8, c, 256, 256) for c in (2, 4, 8, 21)]
-        seg = dict(batch=8, class_counts=[2, 4, 8, 16, 32], size=256)
-        mem = dict(batch=8, class_counts=[2, 8, 21, 32], size=256)
-        compile_names, train_steps, sub_n = None, 10, 4_000_000
-    monai = not quick  # importing MONAI alone takes longer than the whole quick run
-    cases = elementwise_cases(sizes, device) + class_cases(class_shapes, device)
-    cases += dice_cases(device=device, monai=monai, **seg) + subclass_cases(sub_n, seg, device)
-    rows = []
-    for case in cases:
-        log(f"  {case.section:12s} {case.loss:42s} {case.shape}")
-        slow = case.section in ("dice", "subclass") or len(case.shape.split("x")) == 4
-        rows += run_case(case, rounds=rounds, budget_s=budget * (2 if slow else 1), device=device)
-    log("  training steps")
-    # the 2% target is near this machine's round-to-round noise: three times the rounds
-    rows += train_rows(device, rounds=3 * rounds, budget_s=budget * 6, steps_per_sample=train_steps,
-                       monai=monai)
-    log("  torch.compile")
-    rows += compile_rows(device, names=compile_names)
-    log("  memory")  # last: it changes how glibc allocates for the rest of the process
-    for c in mem["class_counts"]:
-        rows += memory_cases(device=device, monai=monai, batch=mem["batch"], classes=c, size=mem["size"])
     return rows

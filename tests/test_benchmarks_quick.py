@@ -39,7 +39,7 @@ def test_quick_run_writes_table_chart_and_rows(quick_run):
     assert "## Targets" in text and "**Machine:**" in text
     assert (out / "benchmarks.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     sections = {r["section"] for r in result["rows"]}
-    assert {"elementwise", "class", "dice", "memory", "compile", "train"} <= sections
+    assert {"elementwise", "class", "dice", "beyond the nine", "memory", "compile", "train"} <= sections
     assert result["machine"]["device"] == "cpu"
 
 
