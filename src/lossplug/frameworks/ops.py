@@ -290,7 +290,10 @@ class TorchBackend:
         """``out[n, c]`` = sum of ``values[n, ...]`` where ``labels[n, ...] == c`` (no one-hot)."""
         n, size = values.shape[0], values[0].numel() if values.shape[0] else 0
         labels, values = labels.reshape(n, size), values.reshape(n, size)  # not -1: n may be 0
-        if values.requires_grad or self.torch.compiler.is_compiling():
+        if self.torch.compiler.is_compiling():  # a compare per class, fused into one loop
+            classes = self.torch.arange(num_classes, device=labels.device)[:, None]
+            return self.torch.where(labels[:, None, :] == classes, values[:, None, :], 0.0).sum(-1)
+        if values.requires_grad:
             return values.new_zeros((n, num_classes)).scatter_add(1, labels, values)
         # constants (the label counts): one bincount, faster than scatter_add on CPU
         rows = self.torch.arange(n, device=labels.device)[:, None] * num_classes
