@@ -226,6 +226,9 @@ def _numerics(*frameworks):
 
 NUMERICS_KERAS = _numerics("keras")
 NUMERICS_BCE = _numerics("torch", "keras")
+NUMERICS_CE = _numerics("torch", "keras", "monai")  # torch: the 0/0 mean; monai: DiceCELoss's BCE
+NUMERICS_OVERLAP = _numerics("keras", "monai")  # monai: one channel ignores softmax, include_background
+NUMERICS_MONAI = _numerics("monai")
 LOVASZ_AGGREGATION = Param(
     "aggregation", "sample", _one_of("sample", "batch"),
     '"sample": one Lovasz loss per sample (per image), then the mean; "batch": one over the whole batch',
@@ -340,7 +343,7 @@ def check_combinations(spec: LossSpec, params: dict[str, Any]) -> None:
 
 
 _CLASS_PARAMS = (FROM_LOGITS, LABEL_SMOOTHING, CLASS_WEIGHTS, IGNORE_INDEX, AXIS, EPS, REDUCTION)
-_KERAS_CLASS_PARAMS = _CLASS_PARAMS[:-1] + (NUMERICS_KERAS, REDUCTION)
+_CE_PARAMS = _CLASS_PARAMS[:-1] + (NUMERICS_CE, REDUCTION)
 
 _REGRESSION_EXAMPLE = ([[0.5, 2.0], [-1.0, 0.0]], [[0.0, 1.5], [0.0, 0.5]])
 _BINARY_EXAMPLE = ([[0.9, 0.2], [0.6, 0.1]], [[1.0, 0.0], [1.0, 1.0]])
@@ -417,7 +420,7 @@ _SPECS = (
         ),
     ),
     LossSpec(
-        "categorical_ce", "CategoricalCELoss", classification.categorical_ce, _KERAS_CLASS_PARAMS,
+        "categorical_ce", "CategoricalCELoss", classification.categorical_ce, _CE_PARAMS,
         "positions", "same",
         r"\operatorname{mean}_i\Big(-\sum_c y_{ic}\log p_{ic}\Big)",
         "Cross-entropy against one-hot or soft targets.",
@@ -443,7 +446,7 @@ _SPECS = (
     ),
     LossSpec(
         "sparse_categorical_ce", "SparseCategoricalCELoss", classification.sparse_categorical_ce,
-        _KERAS_CLASS_PARAMS, "positions", "labels",
+        _CE_PARAMS, "positions", "labels",
         r"\operatorname{mean}_i\big(-\log p_{i,\,y_i}\big)",
         "Cross-entropy against integer class labels.",
         text="Sparse categorical cross-entropy: mean over samples of -log p_label.",
@@ -469,7 +472,7 @@ _SPECS = (
     LossSpec(
         "dice", "DiceLoss", segmentation.dice,
         (FROM_LOGITS, SMOOTH, SQUARED, AGGREGATION, PER_CLASS, CLASS_WEIGHTS, INCLUDE_BACKGROUND,
-         ACTIVATION, IGNORE_INDEX, AXIS, SYNC_DIST, NUMERICS_KERAS, REDUCTION),
+         ACTIVATION, IGNORE_INDEX, AXIS, SYNC_DIST, NUMERICS_OVERLAP, REDUCTION),
         "sample", "same_or_labels",
         r"\operatorname{mean}_i\Big(1 - \frac{2\sum \hat y_i y_i + s}"
         r"{\sum \hat y_i^2 + \sum y_i^2 + s}\Big)",
@@ -503,7 +506,7 @@ _SPECS = (
     LossSpec(
         "tversky", "TverskyLoss", segmentation.tversky,
         (TVERSKY_ALPHA, TVERSKY_BETA, TVERSKY_GAMMA, FROM_LOGITS, SMOOTH, AGGREGATION, PER_CLASS,
-         CLASS_WEIGHTS, INCLUDE_BACKGROUND, ACTIVATION, IGNORE_INDEX, AXIS, SYNC_DIST, NUMERICS_KERAS,
+         CLASS_WEIGHTS, INCLUDE_BACKGROUND, ACTIVATION, IGNORE_INDEX, AXIS, SYNC_DIST, NUMERICS_OVERLAP,
          REDUCTION),
         "sample", "same_or_labels",
         r"\operatorname{mean}_i\Big(1 - \frac{TP_i + s}{TP_i + \alpha FP_i + \beta FN_i + s}\Big)^\gamma,"
@@ -530,7 +533,7 @@ _SPECS = (
     LossSpec(
         "jaccard", "JaccardLoss", segmentation.jaccard,
         (FROM_LOGITS, SMOOTH, AGGREGATION, PER_CLASS, CLASS_WEIGHTS, INCLUDE_BACKGROUND, ACTIVATION,
-         IGNORE_INDEX, AXIS, SYNC_DIST, REDUCTION),
+         IGNORE_INDEX, AXIS, SYNC_DIST, NUMERICS_MONAI, REDUCTION),
         "sample", "same_or_labels",
         r"\operatorname{mean}_i\Big(1 - \frac{I_i + s}{\sum \hat y_i + \sum y_i - I_i + s}\Big),"
         r"\ I_i = \sum \hat y_i y_i",
@@ -553,7 +556,7 @@ _SPECS = (
     LossSpec(
         "generalized_dice", "GeneralizedDiceLoss", segmentation.generalized_dice,
         (FROM_LOGITS, SMOOTH, WEIGHT_TYPE, AGGREGATION, CLASS_WEIGHTS, INCLUDE_BACKGROUND, ACTIVATION,
-         IGNORE_INDEX, AXIS, SYNC_DIST, REDUCTION),
+         IGNORE_INDEX, AXIS, SYNC_DIST, NUMERICS_MONAI, REDUCTION),
         "sample", "same_or_labels",
         r"\operatorname{mean}_i\Big(1 - \frac{2\sum_c w_c I_{ic} + s}"
         r"{\sum_c w_c\,(\sum \hat y_{ic} + \sum y_{ic}) + s}\Big),\ w_c = 1/(\textstyle\sum y_{ic})^2",
@@ -601,7 +604,7 @@ _SPECS = (
     ),
     LossSpec(
         "kl_div", "KLDivLoss", divergence.kl_div,
-        (FROM_LOGITS, LOG_INPUT, AXIS, EPS, NUMERICS_KERAS, REDUCTION),
+        (FROM_LOGITS, LOG_INPUT, AXIS, EPS, NUMERICS_BCE, REDUCTION),
         "positions", "same",
         r"\operatorname{mean}_i\Big(\sum_c p_{ic}\log\frac{p_{ic}}{q_{ic}}\Big),\ "
         r"p = y_\text{true},\ q = y_\text{pred}",

@@ -89,7 +89,8 @@ class LossClass(LossAdapter, keras.losses.Loss):
             if sample_weight is not None:
                 sample_weight = _tensor(sample_weight, self.dtype)
             return _core.keras_reduce(
-                self.spec, _xp, loss, weight, self.reduction, sample_weight, mask
+                self.spec, _xp, loss, weight, self.reduction, sample_weight, mask,
+                numerics=getattr(self, "numerics", "lossplug"),
             )
 
     def call(self, y_true, y_pred):

@@ -171,7 +171,10 @@ class LossModule(LossAdapter, nn.Module):
         kernel. Kept until a parameter is set or the module moves (``_apply``)."""
         params = self.params()
         own_formula = type(self).terms is LossModule.terms  # (no native route takes a score)
-        native = torch_native.ROUTES.get(self.spec.name) if own_formula else None
+        # the routes compute lossplug's numerics (a ported loss's numerics="torch" mean is NaN where
+        # nothing counts, "monai" switches to BCE on one channel): the formula computes the others
+        lossplug_numerics = params.get("numerics", "lossplug") == "lossplug"
+        native = torch_native.ROUTES.get(self.spec.name) if own_formula and lossplug_numerics else None
         plan = [params, _core.ranges_needed(self.spec, params), native, None]  # kernel: on first use
         if not torch.compiler.is_compiling():  # a graph does not keep Python state between calls
             self.__dict__["_plan"] = plan

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 
 from lossplug._spec import LossSpec
+from lossplug.formulas import division
 
 _VALUE_CHECKS = True
 
@@ -149,7 +150,7 @@ def check_values(spec: LossSpec, xp, y_pred, y_true, params, axis, ranges=None):
                 "target must have y_pred's shape)"
             )
         num_classes = xp.shape(y_pred)[axis]
-        top = max(num_classes, 2) if spec.kind == "sample" else num_classes  # one channel: 0/1
+        top = label_top(spec, params, num_classes)  # one channel: 0/1 where it is binary
         lo, hi = true_range()
         if not (lo >= 0 and hi < top):
             bad = hi if lo >= 0 else lo
@@ -192,22 +193,29 @@ def safe_ratio(xp, num, den):
     return xp.where(positive, num / xp.where(positive, den, 1.0 + 0.0 * den), 0.0 * num)
 
 
-def reduce(spec: LossSpec, xp, loss, weight, reduction: str, framework: str):
+def mean_ratio(xp, num, den, numerics="lossplug"):
+    """A weighted mean's ``num / den``: 0 where ``den <= 0`` (lossplug's and Keras's rule), or with
+    ``numerics="torch"`` torch's plain division (0/0 = NaN: torch's mean of an all-ignored batch)."""
+    return division(xp, num, den) if numerics == "torch" else safe_ratio(xp, num, den)
+
+
+def reduce(spec: LossSpec, xp, loss, weight, reduction: str, framework: str, numerics="lossplug"):
     """Apply ``reduction`` to a formula's ``(loss, weight)``.
 
     "mean" is the formula (a weighted mean where ``weight`` is given; 0 if every target is
-    ignored), "sum" the plain sum, "none" the formula's own values: one per position for the class
+    ignored, NaN with ``numerics="torch"``, as torch's 0/0), "sum" the plain sum, "none" the
+    formula's own values: one per position for the class
     losses (``y_pred``'s shape without the class axis, as ``torch.nn`` and ``keras.losses``), one
     per sample for Dice (or one for the batch), one per element for the elementwise losses. Keras
     reduces through ``keras_reduce`` (sample weights and masks); here ``framework="keras"`` gives
     its result without either.
     """
     if framework == "keras":
-        return keras_reduce(spec, xp, loss, weight, reduction)
+        return keras_reduce(spec, xp, loss, weight, reduction, numerics=numerics)
     if reduction == "sum":
         return xp.sum(loss)
     if reduction == "mean":
-        return xp.mean(loss) if weight is None else safe_ratio(xp, xp.sum(loss), xp.sum(weight))
+        return xp.mean(loss) if weight is None else mean_ratio(xp, xp.sum(loss), xp.sum(weight), numerics)
     return loss
 
 
@@ -253,7 +261,9 @@ def _align(spec, xp, x, values, what):
     return xp.cast_like(x, values)
 
 
-def keras_reduce(spec: LossSpec, xp, loss, weight, reduction, sample_weight=None, mask=None):
+def keras_reduce(
+    spec: LossSpec, xp, loss, weight, reduction, sample_weight=None, mask=None, numerics="lossplug"
+):
     """Keras's reduction of a formula's ``(loss, weight)`` with ``sample_weight`` and a Keras mask.
 
     The values reduced are the formula's per position (class losses), per sample (Dice; one for the
@@ -269,8 +279,8 @@ def keras_reduce(spec: LossSpec, xp, loss, weight, reduction, sample_weight=None
 
     Under ``tf.distribute`` the denominators are totals over the replicas, so each replica returns
     its share of the global mean (which Keras sums over the replicas' gradients). A ratio with a
-    zero denominator is 0 (Keras's ``divide_no_nan``); an empty batch of 1-D values gives those empty
-    values for every reduction, as Keras's built-in losses do.
+    zero denominator is 0 (Keras's ``divide_no_nan``; NaN with ``numerics="torch"``); an empty
+    batch of 1-D values gives those empty values for every reduction, as Keras's built-in losses do.
     """
     reduction = keras_reduction(reduction)
     ndim = len(xp.shape(loss))
@@ -293,7 +303,7 @@ def keras_reduce(spec: LossSpec, xp, loss, weight, reduction, sample_weight=None
         counted = m if weight is None else weight if m is None else weight * m
     ones = xp.cast_like(xp.where(values == values, 1.0, 1.0), values)  # 1 per value, inf and NaN too
     den = xp.sum(ones if counted is None else counted * ones)  # counted broadcast to the values
-    return safe_ratio(xp, total, xp.all_reduce_sum(den))
+    return mean_ratio(xp, total, xp.all_reduce_sum(den), numerics)
 
 
 def poison(spec: LossSpec, xp, y_pred, y_true, params, axis, loss):
@@ -326,7 +336,7 @@ def poison(spec: LossSpec, xp, y_pred, y_true, params, axis, loss):
         if ignore is not None:
             labels = xp.where(labels == ignore, 0 * labels, labels)
         num_classes = xp.shape(y_pred)[axis]
-        top = max(num_classes, 2) if spec.kind == "sample" else num_classes
+        top = label_top(spec, params, num_classes)
         bad.append(outside(labels, 0, top - 1))
         if _is_float(labels):
             whole = xp.cast_like(xp.cast_int(labels), labels)
@@ -348,11 +358,18 @@ def safe_labels(spec: LossSpec, xp, y_pred, y_true, params, axis):
             or len(xp.shape(y_true)) == len(xp.shape(y_pred))):
         return y_true
     num_classes = xp.shape(y_pred)[axis] if len(xp.shape(y_pred)) else 1
-    top = max(num_classes, 2) if spec.kind == "sample" else num_classes
+    top = label_top(spec, params, num_classes)
     zero = 0 * y_true
     safe = xp.where(y_true >= 0, xp.where(y_true <= top - 1, y_true, zero), zero)
     ignore = params.get("ignore_index")
     return safe if ignore is None else xp.where(y_true == ignore, y_true, safe)
+
+
+def label_top(spec: LossSpec, params, num_classes: int) -> int:
+    """One past the largest valid label: ``num_classes``, or 2 on a single channel where one channel
+    is binary (the overlap losses; ``numerics="monai"``: MONAI's BCE of a one-channel DiceCELoss)."""
+    binary = spec.kind == "sample" or params.get("numerics") == "monai"
+    return max(num_classes, 2) if binary else num_classes
 
 
 def _is_float(x) -> bool:
@@ -389,4 +406,4 @@ def evaluate(spec: LossSpec, xp, y_pred, y_true, params: dict, framework: str):
     """Check the inputs, run the formula, reduce: the whole path, as the NumPy functions take it."""
     y_true = prepare(spec, xp, y_pred, y_true, params, framework)
     loss, weight = spec.formula(xp, y_pred, y_true, **formula_params(spec, xp, y_pred, params, framework))
-    return reduce(spec, xp, loss, weight, params["reduction"], framework)
+    return reduce(spec, xp, loss, weight, params["reduction"], framework, params.get("numerics", "lossplug"))

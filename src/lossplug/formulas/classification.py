@@ -112,8 +112,12 @@ def categorical_ce(
     exactly the sparse loss. A sample whose target is class ``ignore_index``
     (:math:`y_{\text{ignore}} > 0.5`) counts neither in the sum nor in the mean.
     ``numerics="keras"`` (probabilities): Keras's renormalisation :math:`p / \sum_c p_c` before the clip.
+    ``numerics="torch"``: torch's weighted mean, NaN (0/0) where no target counts (the reduction's).
+    ``numerics="monai"`` (logits): on a single channel, MONAI's ``DiceCELoss`` BCE with logits.
     """
     num_classes = xp.shape(y_pred)[axis]
+    if numerics == "monai" and from_logits and num_classes == 1:
+        return monai_one_channel_bce(xp, y_pred, y_true, axis, ignore_index)
     y = y_true
     if label_smoothing:
         y = y * (1.0 - label_smoothing) + label_smoothing / num_classes
@@ -144,8 +148,13 @@ def sparse_categorical_ce(
     by :math:`\sum_i w_{y_i}`; ``ignore_index`` labels count neither in the sum nor in the mean;
     ``label_smoothing`` mixes in :math:`\tfrac{1}{C}\sum_c -w_c\log p_c` as torch does.
     ``numerics="keras"`` (probabilities): Keras's renormalisation :math:`p / \sum_c p_c` before the clip.
+    ``numerics="torch"``: torch's weighted mean, NaN (0/0) where no target counts (the reduction's).
+    ``numerics="monai"`` (logits): on a single channel, MONAI's ``DiceCELoss`` BCE with logits, the
+    labels (0 or 1) its targets.
     """
     num_classes = xp.shape(y_pred)[axis]
+    if numerics == "monai" and from_logits and num_classes == 1:
+        return monai_one_channel_bce(xp, y_pred, labels, axis, ignore_index)
     labels = xp.cast_int(labels)
     keep = None
     if ignore_index is not None:
@@ -177,4 +186,17 @@ def sparse_categorical_ce(
         keep = xp.cast_like(keep, loss)
         loss = loss * keep
         weight = keep if weight is None else weight * keep
+    return loss, weight
+
+
+def monai_one_channel_bce(xp, logits, y_true, axis, ignore_index):
+    """MONAI's ``DiceCELoss`` on a single channel: ``BCEWithLogitsLoss`` of the channel (no label
+    smoothing, no class weights), per position; ``y_true`` a mask like ``logits`` or a 0/1 label map."""
+    x = xp.squeeze(logits, axis)
+    label_map = len(xp.shape(y_true)) == len(xp.shape(logits)) - 1
+    y = xp.cast_like(y_true, x) if label_map else xp.squeeze(y_true, axis)
+    loss, weight = bce_with_logits(xp, x, y), None
+    if ignore_index is not None:
+        keep = xp.cast_like(y != ignore_index, loss)
+        loss, weight = loss * keep, keep
     return loss, weight

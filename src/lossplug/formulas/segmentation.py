@@ -7,6 +7,8 @@ All four are made of the same three sums per sample (or per sample and class), t
 
 from __future__ import annotations
 
+from lossplug.formulas import division
+
 
 def dice_score(xp, intersection, denominator, smooth):
     r"""The Dice ratio :math:`(2I + s)/(D + s)`; 1 where :math:`D + s = 0` (both masks empty).
@@ -20,11 +22,26 @@ def _keras_dice_score(xp, intersection, denominator, smooth):
     return _ratio(xp, 2.0 * intersection, denominator + smooth)
 
 
+def _monai_dice_score(xp, intersection, denominator, smooth):
+    return division(xp, 2.0 * intersection + smooth, denominator + smooth)
+
+
 def _ratio(xp, num, den):
     """``num / den``, and 1 where ``den`` is 0 (nothing predicted, nothing to find: a perfect score)."""
     positive = den > 0
     one = 1.0 + 0.0 * den
     return xp.where(positive, num / xp.where(positive, den, one), one)
+
+
+def monai_channels(xp, y_pred, axis, from_logits, activation, include_background, numerics):
+    """``(from_logits, include_background)`` as MONAI applies them (``numerics="monai"``): on a
+    single channel its losses ignore ``softmax=True`` (y_pred is taken as it is) and
+    ``include_background=False`` (the channel is kept), with a warning; elsewhere as given.
+    (MONAI also divides plainly: a zero denominator gives NaN, not lossplug's score of 1.)"""
+    shape = xp.shape(y_pred)
+    if numerics != "monai" or len(shape) < 2 or shape[axis] != 1:
+        return from_logits, include_background
+    return from_logits and activation != "softmax", True
 
 
 def dice(
@@ -39,9 +56,12 @@ def dice(
     encoding would be, but without building it where the backend has ``sum_by_label``). Positions
     labelled ``ignore_index`` are removed from numerator and denominator. ``numerics="keras"``:
     Keras's ``Dice``, :math:`2I/(D + s)`, the smoothing in the denominator only.
+    ``numerics="monai"``: MONAI's single-channel rule (``monai_channels``).
     """
-    if numerics == "keras":
-        score = _keras_dice_score
+    if numerics in ("keras", "monai"):
+        score = _keras_dice_score if numerics == "keras" else _monai_dice_score
+    from_logits, include_background = monai_channels(
+        xp, y_pred, axis, from_logits, activation, include_background, numerics)
     tp, p_sum, y_sum = overlap_sums(
         xp, y_pred, y_true, from_logits=from_logits, activation=activation, axis=axis, squared=squared,
         per_class=per_class, include_background=include_background, ignore_index=ignore_index,
@@ -61,14 +81,18 @@ def tversky(
     is the focal Tversky loss (the power is taken per class with ``per_class``, then averaged).
     ``alpha = beta = 0.5`` is Dice with ``squared=False`` and smoothing ``2s``. ``numerics="keras"``:
     Keras's ``Tversky``, :math:`TP/(TP + \alpha FP + \beta FN + s)`, the smoothing in the denominator only.
+    ``numerics="monai"``: MONAI's single-channel rule (``monai_channels``).
     """
+    from_logits, include_background = monai_channels(
+        xp, y_pred, axis, from_logits, activation, include_background, numerics)
     tp, p_sum, y_sum = overlap_sums(
         xp, y_pred, y_true, from_logits=from_logits, activation=activation, axis=axis, squared=False,
         per_class=per_class, include_background=include_background, ignore_index=ignore_index,
     )
     tp, p_sum, y_sum = aggregate(xp, (tp, p_sum, y_sum), aggregation, sync_dist)
     den = tp + alpha * (p_sum - tp) + beta * (y_sum - tp) + smooth
-    loss = 1.0 - _ratio(xp, tp if numerics == "keras" else tp + smooth, den)
+    ratio = division if numerics == "monai" else _ratio
+    loss = 1.0 - ratio(xp, tp if numerics == "keras" else tp + smooth, den)
     if gamma != 1.0:
         # the rounding of P - TP can leave loss a hair below 0; at 0 the power and (for gamma < 1)
         # its gradient are taken at 1 instead, and the value set to 0
@@ -79,24 +103,27 @@ def tversky(
 
 def jaccard(
     xp, y_pred, y_true, *, from_logits, smooth, aggregation, per_class, class_weights,
-    include_background, activation, ignore_index, axis, sync_dist,
+    include_background, activation, ignore_index, axis, sync_dist, numerics="lossplug",
 ):
     r"""Soft Jaccard (IoU) loss :math:`1 - (I + s)/(\sum\hat y + \sum y - I + s)`, :math:`I = \sum\hat y y`.
 
     ``smooth=s`` is MONAI's ``DiceLoss(jaccard=True, smooth_nr=2s, smooth_dr=2s)``.
+    ``numerics="monai"``: MONAI's single-channel rule (``monai_channels``).
     """
+    from_logits, include_background = monai_channels(
+        xp, y_pred, axis, from_logits, activation, include_background, numerics)
     tp, p_sum, y_sum = overlap_sums(
         xp, y_pred, y_true, from_logits=from_logits, activation=activation, axis=axis, squared=False,
         per_class=per_class, include_background=include_background, ignore_index=ignore_index,
     )
     tp, total = aggregate(xp, (tp, p_sum + y_sum), aggregation, sync_dist)
-    loss = 1.0 - _ratio(xp, tp + smooth, total - tp + smooth)
+    loss = 1.0 - (division if numerics == "monai" else _ratio)(xp, tp + smooth, total - tp + smooth)
     return class_mean(xp, loss, per_class, class_weights, include_background), None
 
 
 def generalized_dice(
     xp, y_pred, y_true, *, from_logits, smooth, weight_type, aggregation, class_weights,
-    include_background, activation, ignore_index, axis, sync_dist,
+    include_background, activation, ignore_index, axis, sync_dist, numerics="lossplug",
 ):
     r"""Generalized Dice loss :math:`1 - (2\sum_c w_c I_c + s)/(\sum_c w_c(\sum\hat y_c + \sum y_c) + s)`.
 
@@ -104,7 +131,10 @@ def generalized_dice(
     weight :math:`w_c` is :math:`1/Y_c^2` (``"square"``), :math:`1/Y_c` (``"simple"``) or 1
     (``"uniform"``), times ``class_weights`` where given. A class absent from ``y`` (:math:`Y_c = 0`)
     takes the largest weight of the present ones, as MONAI's ``GeneralizedDiceLoss`` does.
+    ``numerics="monai"``: MONAI's single-channel rule (``monai_channels``).
     """
+    from_logits, include_background = monai_channels(
+        xp, y_pred, axis, from_logits, activation, include_background, numerics)
     tp, p_sum, y_sum = overlap_sums(
         xp, y_pred, y_true, from_logits=from_logits, activation=activation, axis=axis, squared=False,
         per_class=True, include_background=include_background, ignore_index=ignore_index,
@@ -114,7 +144,8 @@ def generalized_dice(
     if class_weights is not None:
         w = w * xp.constant(class_weights if include_background else class_weights[1:], w)
     num = 2.0 * xp.sum(w * tp, axis=-1) + smooth
-    return 1.0 - _ratio(xp, num, xp.sum(w * total, axis=-1) + smooth), None
+    ratio = division if numerics == "monai" else _ratio
+    return 1.0 - ratio(xp, num, xp.sum(w * total, axis=-1) + smooth), None
 
 
 def _generalized_weights(xp, y_sum, weight_type):

@@ -185,4 +185,5 @@ class LossAdapter:
         return self.spec.formula(xp, y_pred, y_true, **params)
 
     def _reduce(self, xp, loss, weight):
-        return _core.reduce(self.spec, xp, loss, weight, self.reduction, self.framework)
+        numerics = getattr(self, "numerics", "lossplug")  # "torch": a weighted mean's 0/0 is NaN
+        return _core.reduce(self.spec, xp, loss, weight, self.reduction, self.framework, numerics)
