@@ -270,8 +270,10 @@ def _class_weights(loss, src):
 
 
 @rule("torch", "CrossEntropyLoss",
-      "sparse_categorical_ce(from_logits=True, class_weights=weight, ignore_index, label_smoothing)",
-      "class-index targets; the weighted mean divides by the weights of the counted targets, as torch; "
+      'sparse_categorical_ce(from_logits=True, class_weights=weight, ignore_index, label_smoothing, '
+      'numerics="torch")',
+      "class-index targets; the weighted mean divides by the weights of the counted targets, as torch, "
+      "and is NaN (0/0) where none counts (an all-ignored batch, a zero total weight); "
       'targets="probabilities": categorical_ce(from_logits=True, label_smoothing)')
 def _torch_ce(loss, src, opts):
     if opts.get("targets", "labels") == "probabilities":  # port(..., targets="probabilities")
@@ -282,30 +284,36 @@ def _torch_ce(loss, src, opts):
                        reduction=_reduction(src, loss.reduction, _TORCH_REDUCTIONS))
     return _recipe(
         "sparse_categorical_ce", from_logits=True, class_weights=_class_weights(loss, src),
-        ignore_index=int(loss.ignore_index), label_smoothing=float(loss.label_smoothing),
+        ignore_index=int(loss.ignore_index), label_smoothing=float(loss.label_smoothing), numerics="torch",
         reduction=_reduction(src, loss.reduction, _TORCH_REDUCTIONS),
     )
 
 
-@rule("torch", "NLLLoss", "sparse_categorical_ce(from_logits=True, class_weights=weight, ignore_index)",
-      "its input is log-probabilities (log_softmax's output), whose log-softmax is itself")
+@rule("torch", "NLLLoss",
+      'sparse_categorical_ce(from_logits=True, class_weights=weight, ignore_index, numerics="torch")',
+      "its input is log-probabilities (log_softmax's output), whose log-softmax is itself; NaN (0/0) "
+      "where no target counts, as torch")
 def _torch_nll(loss, src, opts):
     return _recipe(
         "sparse_categorical_ce", from_logits=True, class_weights=_class_weights(loss, src),
-        ignore_index=int(loss.ignore_index), reduction=_reduction(src, loss.reduction, _TORCH_REDUCTIONS),
+        ignore_index=int(loss.ignore_index), numerics="torch",
+        reduction=_reduction(src, loss.reduction, _TORCH_REDUCTIONS),
     )
 
 
-@rule("torch", "KLDivLoss", 'kl_div(log_input=True); reduction "batchmean" -> "mean", "sum" -> "sum"',
-      "input log q first, target p second; batchmean is the mean over rows of (N, C) input")
+@rule("torch", "KLDivLoss",
+      'kl_div(log_input=True, numerics="torch"); reduction "batchmean" -> "mean", "sum" -> "sum"',
+      "input log q first, target p second; batchmean is the total over input.size(0), on (N, C), "
+      "spatial (N, C, ...) and 1-D input alike (numerics='torch')")
 def _torch_kl(loss, src, opts):
     if loss.log_target:
         _fail(src, "log_target=True", "lossplug's kl_div takes the target p as probabilities")
     if loss.reduction == "mean":
-        _fail(src, "reduction='mean'", "torch divides the sum by every element (N * C), which is not "
-              "the KL divergence; lossplug's mean is torch's 'batchmean'")
+        _fail(src, "reduction='mean'", "torch divides the sum by every element (N * C * ...), which "
+              "is not the KL divergence and depends on the class count; reduction='batchmean' (the "
+              "total over the batch size) is ported")
     reduction = _reduction(src, loss.reduction, {"batchmean": "mean", "sum": "sum"})
-    return _recipe("kl_div", log_input=True, reduction=reduction)
+    return _recipe("kl_div", log_input=True, numerics="torch", reduction=reduction)
 
 
 @rule("torch", "PoissonNLLLoss", "poisson(log_input) with eps=1e-8", "full=True (Stirling term) is refused")
@@ -501,17 +509,21 @@ def _monai_layout(loss, src, *, squared_ok=True) -> dict:
     if nr != dr:
         _fail(src, f"smooth_nr={nr} and smooth_dr={dr}", "lossplug adds one smoothing to both")
     params = {"smooth": nr, "include_background": bool(loss.include_background),
-              "aggregation": "batch" if loss.batch else "sample"}
+              "aggregation": "batch" if loss.batch else "sample",
+              "numerics": "monai"}  # on one channel MONAI ignores softmax and include_background=False
     if loss.sigmoid or loss.softmax:
         params.update(from_logits=True, activation="sigmoid" if loss.sigmoid else "softmax")
     return params
 
 
 _MONAI_MEAN = {"mean": "mean"}
+_ONE_CHANNEL_NOTE = ("on one channel softmax=True and include_background=False are ignored, and a zero "
+                     "denominator gives NaN, as MONAI (numerics='monai')")
 
 
-@rule("monai", "DiceLoss", "dice(per_class=True, squared=squared_pred, smooth) or, with jaccard=True, "
-      "jaccard(smooth=smooth/2)", "to_onehot_y: lossplug takes the label map without its channel, (N, H, W)")
+@rule("monai", "DiceLoss", 'dice(per_class=True, squared=squared_pred, smooth, numerics="monai") or, with '
+      "jaccard=True, jaccard(smooth=smooth/2)", "to_onehot_y: lossplug takes the label map without its "
+      "channel, (N, H, W); " + _ONE_CHANNEL_NOTE)
 def _monai_dice(loss, src, opts):
     params = _monai_layout(loss, src)
     reduction = _reduction(src, loss.reduction, _MONAI_MEAN)
@@ -524,16 +536,16 @@ def _monai_dice(loss, src, opts):
     return _recipe("dice", per_class=True, squared=bool(loss.squared_pred), **params, reduction=reduction)
 
 
-@rule("monai", "TverskyLoss", "tversky(alpha, beta, per_class=True, smooth)",
-      "one Tversky index per sample and class, averaged, as MONAI")
+@rule("monai", "TverskyLoss", 'tversky(alpha, beta, per_class=True, smooth, numerics="monai")',
+      "one Tversky index per sample and class, averaged, as MONAI; " + _ONE_CHANNEL_NOTE)
 def _monai_tversky(loss, src, opts):
     params = _monai_layout(loss, src)
     return _recipe("tversky", alpha=float(loss.alpha), beta=float(loss.beta), per_class=True, **params,
                    reduction=_reduction(src, loss.reduction, _MONAI_MEAN))
 
 
-@rule("monai", "GeneralizedDiceLoss", "generalized_dice(weight_type=w_type, smooth)",
-      "a class absent from y takes the largest weight of the present ones, as MONAI")
+@rule("monai", "GeneralizedDiceLoss", 'generalized_dice(weight_type=w_type, smooth, numerics="monai")',
+      "a class absent from y takes the largest weight of the present ones, as MONAI; " + _ONE_CHANNEL_NOTE)
 def _monai_gdl(loss, src, opts):
     params = _monai_layout(loss, src)
     w_type = str(getattr(loss.w_type, "value", loss.w_type))
@@ -564,14 +576,20 @@ def _monai_focal(loss, src, opts):
     if c is None:
         _fail(src, "use_softmax=True", "MONAI averages over the class channel too, so the port needs the "
               "number of classes: lossplug.port(loss, framework, num_classes=C)")
+    if c == 1 and loss.to_onehot_y:
+        _fail(src, "to_onehot_y=True with use_softmax=True on one channel (num_classes=1)",
+              "MONAI ignores to_onehot_y there and takes the label channel as the mask (its softmax of "
+              "one channel is 1, so its loss is 0 for any input); lossplug's to_onehot_y port takes "
+              "the label map")
     base = [1.0] * c if alpha is None else [1.0 - alpha] + [alpha] * (c - 1)
     return _recipe("categorical_focal", gamma=gamma, alpha=tuple(a / c for a in base), from_logits=True,
                    reduction=_reduction(src, loss.reduction, _MONAI_MEAN))
 
 
-@rule("monai", "DiceCELoss", "combined: dice (as DiceLoss) + sparse_categorical_ce (to_onehot_y) or "
-      "categorical_ce (one-hot targets), weights lambda_dice, lambda_ce; sigmoid: + bce (one channel)",
-      "with to_onehot_y, y_true is the label map (N, H, W)")
+@rule("monai", "DiceCELoss", 'combined: dice (as DiceLoss) + sparse_categorical_ce (to_onehot_y) or '
+      'categorical_ce (one-hot targets), numerics="monai", weights lambda_dice, lambda_ce',
+      "with to_onehot_y, y_true is the label map (N, H, W); on one channel the CE term is BCE with logits "
+      "(and softmax, include_background=False are ignored), as MONAI, whatever sigmoid/softmax says")
 def _monai_dice_ce(loss, src, opts):
     dice = _monai_dice(loss.dice, src, opts)
     ce_src = loss.cross_entropy
@@ -579,12 +597,10 @@ def _monai_dice_ce(loss, src, opts):
         _fail(src, "weight", "MONAI's Dice takes the plain mean of w_c * loss_c; lossplug divides by "
               "sum(w_c)")
     ls = float(ce_src.label_smoothing)
-    if loss.dice.sigmoid:  # MONAI uses BCE with logits only for one-channel input
-        ce = _recipe("bce", from_logits=True)
-    elif loss.dice.to_onehot_y:
-        ce = _recipe("sparse_categorical_ce", from_logits=True, label_smoothing=ls)
-    else:
-        ce = _recipe("categorical_ce", from_logits=True, label_smoothing=ls)
+    # MONAI's CE term takes the raw input (whatever dice's sigmoid/softmax), and is BCE with logits
+    # on one channel: numerics="monai" switches by the channel count at call time
+    name = "sparse_categorical_ce" if loss.dice.to_onehot_y else "categorical_ce"
+    ce = _recipe(name, from_logits=True, label_smoothing=ls, numerics="monai")
     return Recipe("combined", terms={"dice": dice, "ce": ce},
                   weights={"dice": float(loss.lambda_dice), "ce": float(loss.lambda_ce)})
 
