@@ -166,6 +166,91 @@ def test_kl_div_log_input_first(reduction, g):
     check(nn.KLDivLoss(reduction=reduction), log_q, p)
 
 
+def _kl_inputs(shape, g):
+    axis = 1 if len(shape) > 1 else 0
+    log_q = F.log_softmax(torch.randn(shape, generator=g, dtype=torch.float64) * 2, dim=axis)
+    p = torch.softmax(torch.randn(shape, generator=g, dtype=torch.float64) * 2, dim=axis)
+    p.view(-1)[:2] = 0.0  # zero targets count 0
+    return log_q, p
+
+
+@pytest.mark.parametrize("shape", [(3, 4, 2, 5), (2, 3, 4), (2, 3, 2, 2, 3), (5,), (1,), (1, 4, 3)])
+@pytest.mark.parametrize("reduction", ["batchmean", "sum"])
+def test_kl_div_batchmean_divides_by_the_batch_size_on_any_rank(shape, reduction, g):
+    log_q, p = _kl_inputs(shape, g)
+    source = nn.KLDivLoss(reduction=reduction)
+    if reduction == "batchmean":  # torch's rule: the total over input.size(0), not over the positions
+        np.testing.assert_allclose(float(source(log_q, p)), float(source.__class__(reduction="sum")(log_q, p))
+                                   / shape[0], rtol=1e-12)
+    check(source, log_q, p)
+
+
+def test_kl_div_numerics_torch_only_changes_the_mean():
+    q = np.random.default_rng(1).dirichlet(np.ones(3), size=(2, 4))  # (N, H, C), class axis last
+    p = np.random.default_rng(2).dirichlet(np.ones(3), size=(2, 4))
+    kl = (p * np.log(p / q)).sum(-1)  # (2, 4) by hand
+    own = lossplug.numpy.kl_div(q, p)
+    torch_like = lossplug.numpy.kl_div(q, p, numerics="torch")
+    np.testing.assert_allclose([own, torch_like], [kl.mean(), kl.sum() / 2], rtol=1e-12)
+    for reduction in ("sum", "none"):
+        np.testing.assert_array_equal(lossplug.numpy.kl_div(q, p, reduction=reduction),
+                                      lossplug.numpy.kl_div(q, p, numerics="torch", reduction=reduction))
+
+
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(1, 4), c=st.integers(1, 5), spatial=st.sampled_from([(), (3,), (2, 3), (1, 2, 2)]),
+       one_d=st.booleans(), reduction=st.sampled_from(["batchmean", "sum"]), seed=st.integers(0, 2**16))
+def test_kl_div_drawn_shapes(n, c, spatial, one_d, reduction, seed):
+    log_q, p = _kl_inputs((c,) if one_d else (n, c) + spatial, torch.Generator().manual_seed(seed))
+    check(nn.KLDivLoss(reduction=reduction), log_q, p)
+
+
+# --- all-ignored batches and zero total weights: torch's 0/0 --------------------------------------
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("shape", [(5, 3), (2, 3, 4, 2)])
+@pytest.mark.parametrize("case", ["all-ignored", "default-ignore", "zero-weight", "ignored-and-zero-weight"])
+def test_cross_entropy_all_ignored_or_zero_weight_is_torchs_number(case, shape, reduction, g):
+    x = torch.randn(shape, generator=g, dtype=torch.float64) * 3
+    labels = torch.randint(0, 2, (shape[0],) + shape[2:], generator=g)  # classes 0 and 1 only
+    kwargs = {"reduction": reduction}
+    if case == "all-ignored":
+        labels, kwargs["ignore_index"] = torch.full_like(labels, 2), 2
+    elif case == "default-ignore":
+        labels = torch.full_like(labels, -100)
+    elif case == "zero-weight":
+        kwargs["weight"] = torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64)
+    else:
+        labels[..., 0] = 1
+        kwargs.update(weight=torch.tensor([0.0, 2.0, 1.0], dtype=torch.float64), ignore_index=1)
+    for source, y_pred in ((nn.CrossEntropyLoss(**kwargs), x),
+                           (nn.NLLLoss(**kwargs), F.log_softmax(x, dim=1))):
+        if reduction == "mean":  # the test would pass vacuously if torch did not give NaN here
+            assert torch.isnan(source(y_pred, labels))
+        check(source, y_pred, labels, "labels")
+
+
+def test_default_numerics_keeps_zero_for_an_all_ignored_mean():
+    x, labels = np.zeros((3, 4)), np.full(3, -100)
+    assert float(lossplug.numpy.sparse_categorical_ce(x, labels, from_logits=True, ignore_index=-100)) == 0.0
+    assert np.isnan(lossplug.numpy.sparse_categorical_ce(x, labels, from_logits=True, ignore_index=-100,
+                                                          numerics="torch"))
+    module = lossplug.torch.SparseCategoricalCELoss(from_logits=True, ignore_index=-100)
+    assert float(module(torch.zeros(3, 4), torch.full((3,), -100))) == 0.0
+
+
+def test_all_ignored_through_the_derived_kernel(g):
+    """Large enough and with a gradient, torch's path is the compiled kernel: NaN there too."""
+    x = torch.randn(40000, 2, generator=g, dtype=torch.float64).requires_grad_()
+    labels = torch.full((40000,), 5)
+    source = nn.CrossEntropyLoss(ignore_index=5)
+    assert torch.isnan(lossplug.port(source, "torch")(x, labels)) and torch.isnan(source(x, labels))
+    labels[:3] = 1
+    np.testing.assert_allclose(float(lossplug.port(source, "torch")(x, labels).detach()),
+                               float(source(x, labels).detach()), rtol=1e-9)
+
+
 # --- MONAI ----------------------------------------------------------------------------------------
 
 
@@ -230,6 +315,111 @@ def test_monai_dice_ce(kwargs, g):
     check(ml.DiceCELoss(softmax=True, to_onehot_y=True, **kwargs), x, _label_map(g), "monai_labels")
 
 
+# --- MONAI on one channel: softmax and include_background=False ignored, DiceCE's BCE ----------
+
+
+_ONE_CHANNEL_SETTINGS = [
+    {"softmax": True}, {"softmax": True, "include_background": False}, {"sigmoid": True},
+    {"sigmoid": True, "include_background": False}, {"softmax": True, "to_onehot_y": True},
+    {"softmax": True, "to_onehot_y": True, "include_background": False},
+    {"sigmoid": True, "to_onehot_y": True, "include_background": False, "batch": True},
+]
+
+
+def _one_channel_targets(kwargs, g, shape=(2, 1, 5, 4)):
+    y = (torch.rand(shape, generator=g) < 0.4)
+    # MONAI ignores to_onehot_y on one channel: its (N, 1, H, W) labels are the mask (lossplug: the
+    # map); float labels, as MONAI's squared_pred takes a norm of them there
+    return (y.double(), "monai_labels" if kwargs.get("to_onehot_y") else "same")
+
+
+@pytest.mark.filterwarnings("ignore:single channel prediction")
+@pytest.mark.parametrize("kwargs", _ONE_CHANNEL_SETTINGS)
+@pytest.mark.parametrize("make", [
+    ml.DiceLoss, lambda **k: ml.DiceLoss(jaccard=True, **k), lambda **k: ml.DiceLoss(squared_pred=True, **k),
+    lambda **k: ml.TverskyLoss(alpha=0.3, beta=0.7, **k), ml.GeneralizedDiceLoss, ml.DiceCELoss,
+    lambda **k: ml.DiceCELoss(lambda_ce=0.5, label_smoothing=0.1, **k),
+], ids=["dice", "jaccard", "dice-squared", "tversky", "generalized-dice", "dice-ce", "dice-ce-ls"])
+def test_monai_one_channel(make, kwargs, g):
+    x = torch.randn(2, 1, 5, 4, generator=g, dtype=torch.float64) * 3  # logits: softmax=True ignored
+    x.view(-1)[:2] = torch.tensor([1e3, -1e3]) if kwargs.get("sigmoid") else torch.tensor([4.0, -4.0])
+    y, kind = _one_channel_targets(kwargs, g)
+    check(make(**kwargs), x, y, kind)
+
+
+@pytest.mark.filterwarnings("ignore:single channel prediction")
+def test_monai_one_channel_empty_masks_and_probabilities(g):
+    p = torch.rand(2, 1, 4, 4, generator=g, dtype=torch.float64)
+    p.view(-1)[:2] = torch.tensor([0.0, 1.0])
+    empty = torch.zeros(2, 1, 4, 4, dtype=torch.float64)
+    for source in (ml.DiceLoss(include_background=False), ml.TverskyLoss(include_background=False),
+                   ml.GeneralizedDiceLoss(include_background=False)):
+        check(source, p, empty)
+        check(source, p, (torch.rand(2, 1, 4, 4, generator=g) < 0.5).double())
+
+
+@pytest.mark.filterwarnings("ignore:single channel prediction")
+@pytest.mark.parametrize("c", [1, 3])
+@pytest.mark.parametrize("make", [
+    lambda **k: ml.DiceLoss(**k), lambda **k: ml.DiceLoss(jaccard=True, **k), lambda **k: ml.TverskyLoss(**k),
+    lambda **k: ml.GeneralizedDiceLoss(**k),
+], ids=["dice", "jaccard", "tversky", "generalized-dice"])
+def test_monai_zero_smoothing_on_empty_masks_is_nan(make, c):
+    """MONAI divides plainly: 0/0 on nothing predicted and nothing to find (lossplug's own score: 1)."""
+    p = torch.zeros(2, c, 3, 3, dtype=torch.float64)
+    p[0, 0, 0, 0] = 0.5  # sample 0 has a prediction, sample 1 nothing
+    y = torch.zeros(2, c, 3, 3, dtype=torch.float64)
+    source = make(smooth_nr=0.0, smooth_dr=0.0)
+    assert torch.isnan(source(p, y))  # not vacuous: MONAI's own number is NaN here
+    check(source, p, y)
+
+
+@pytest.mark.parametrize("c", [2, 3])
+@pytest.mark.parametrize("onehot_y", [False, True])
+def test_monai_dice_ce_sigmoid_on_several_channels_is_dice_plus_cross_entropy(c, onehot_y, g):
+    """MONAI's CE term takes the raw input with CrossEntropyLoss unless there is one channel."""
+    x = torch.randn(2, c, 5, 4, generator=g, dtype=torch.float64) * 2
+    source = ml.DiceCELoss(sigmoid=True, to_onehot_y=onehot_y)
+    if onehot_y:
+        check(source, x, _label_map(g, c=c), "monai_labels")
+    else:
+        check(source, x, (torch.rand(2, c, 5, 4, generator=g) < 0.4).double())
+
+
+@pytest.mark.filterwarnings("ignore:single channel prediction")
+def test_monai_softmax_focal_on_one_channel(g):
+    x = torch.randn(2, 1, 4, 4, generator=g, dtype=torch.float64)
+    y = (torch.rand(2, 1, 4, 4, generator=g) < 0.5).double()
+    check(ml.FocalLoss(use_softmax=True, alpha=0.25), x, y, num_classes=1)  # MONAI: 0 (softmax of 1)
+    check(ml.FocalLoss(gamma=1.5), x, y)
+    with pytest.raises(ValueError, match="to_onehot_y=True with use_softmax=True on one channel"):
+        lossplug.port(ml.FocalLoss(use_softmax=True, to_onehot_y=True), "torch", num_classes=1)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    cls=st.sampled_from(["DiceLoss", "TverskyLoss", "GeneralizedDiceLoss", "DiceCELoss"]),
+    c=st.sampled_from([1, 1, 2, 3]), act=st.sampled_from(["softmax", "sigmoid"]), onehot=st.booleans(),
+    background=st.booleans(), batch=st.booleans(), n=st.integers(1, 3),
+    spatial=st.sampled_from([(4,), (3, 2), (2, 2, 2)]), seed=st.integers(0, 2**16),
+)
+def test_monai_channels_drawn(cls, c, act, onehot, background, batch, n, spatial, seed):
+    import warnings
+
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn((n, c) + spatial, generator=g, dtype=torch.float64) * 3
+    kwargs = {act: True, "include_background": background, "to_onehot_y": onehot}
+    if cls != "GeneralizedDiceLoss":
+        kwargs["batch"] = batch
+    if onehot:
+        y, kind = torch.randint(0, max(c, 2), (n, 1) + spatial, generator=g), "monai_labels"
+    else:
+        y, kind = (torch.rand((n, c) + spatial, generator=g) < 0.4).double(), "same"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        check(getattr(ml, cls)(**kwargs), x, y, kind, dtypes=(torch.float64,))
+
+
 # --- what cannot be reproduced ------------------------------------------------------------------
 
 
@@ -245,6 +435,7 @@ def test_monai_dice_ce(kwargs, g):
     (lambda: ml.DiceLoss(reduction="sum"), "reduction='sum'"),
     (lambda: ml.FocalLoss(use_softmax=True), "num_classes"),
     (lambda: ml.FocalLoss(include_background=False), "include_background"),
+    (lambda: ml.FocalLoss(use_softmax=True, to_onehot_y=True), "num_classes"),
 ])
 def test_unreproducible_settings_are_named(source, setting):
     with pytest.raises(ValueError, match=setting.replace("(", r"\(")):
@@ -281,9 +472,7 @@ def test_cross_entropy_drawn(c, n, spatial, smoothing, weighted, ignore, reducti
     if ignore:
         kwargs["ignore_index"] = int(labels.view(-1)[0])  # at least one ignored target
     source = nn.CrossEntropyLoss(**kwargs)
-    if ignore and reduction == "mean" and bool((labels == kwargs["ignore_index"]).all()):
-        return  # torch gives nan for an all-ignored mean, lossplug 0 (docs/porting.md)
-    check(source, x, labels, "labels", dtypes=(torch.float64,))
+    check(source, x, labels, "labels", dtypes=(torch.float64,))  # all ignored: NaN in both
 
 
 @settings(max_examples=20, deadline=None)
@@ -324,7 +513,7 @@ def test_ported_yaml_is_a_loss_group_entry():
 
     r = port_mod.recipe(nn.CrossEntropyLoss(label_smoothing=0.1, weight=torch.tensor([1.0, 2.0, 3.0])))
     cfg = OmegaConf.create(r.yaml("torch"))
-    assert cfg._target_ == "lossplug.get" and cfg.numerics == "lossplug"
+    assert cfg._target_ == "lossplug.get" and cfg.numerics == "torch"
     loss = instantiate(cfg)
     x, labels = torch.randn(5, 3, dtype=torch.float64), torch.tensor([0, 1, 2, 2, 1])
     w = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)

@@ -201,3 +201,127 @@ def test_drawn_settings_and_shapes(kind, from_logits, smoothing, gamma, alpha, n
     if kind == "tversky":
         p = r.uniform(size=(n, c))
     check(make, y, p)
+
+
+# --- torch and MONAI sources ported to Keras (class axis last): torch's batchmean, 0/0, one channel ---
+
+
+def _class_last(a):
+    return np.moveaxis(a, 1, -1) if a.ndim > 2 else a
+
+
+def _compiled(loss, y_true, y_pred):
+    """The Keras loss inside the backend's graph (jax.jit, tf.function; torch: eager)."""
+    from keras_helpers import BACKEND, to_numpy
+
+    t, p = keras.ops.convert_to_tensor(y_true), keras.ops.convert_to_tensor(y_pred)
+    if BACKEND == "jax":
+        import jax
+
+        return to_numpy(jax.jit(lambda a, b: loss(a, b))(t, p)).astype(np.float64)
+    if BACKEND == "tensorflow":
+        import tensorflow as tf
+
+        return to_numpy(tf.function(lambda a, b: loss(a, b))(t, p)).astype(np.float64)
+    return call(loss, y_true, y_pred)
+
+
+def check_torch_source(source, y_pred, y_true, labels_channel=False, **options):
+    """A torch.nn / MONAI loss's own float64 value (torch layout) against its Keras port in float32 on
+    the same data with the class axis last (MONAI's (N, 1, ...) label channel as the label map)."""
+    import torch
+
+    as_torch = lambda a: torch.from_numpy(np.ascontiguousarray(a))  # noqa: E731
+    expected = source.double()(as_torch(y_pred), as_torch(y_true)).detach().numpy()
+    if labels_channel:
+        y_true = y_true[:, 0]
+    yt = _class_last(y_true) if y_true.ndim == y_pred.ndim else y_true
+    yt = yt.astype(np.float32) if yt.dtype.kind == "f" else yt
+    yp = _class_last(y_pred).astype(np.float32)
+    ours = lossplug.port(source, "keras", **options)
+    for got in (call(ours, yt, yp), _compiled(ours, yt, yp)):
+        np.testing.assert_allclose(got, expected, **tolerance("float32"))
+    return expected
+
+
+@pytest.mark.parametrize("shape", [(3, 4, 2, 5), (2, 3, 4), (5,), (4, 3)])
+@pytest.mark.parametrize("reduction", ["batchmean", "sum"])
+def test_torch_kl_div_batchmean_on_any_rank(shape, reduction):
+    import torch
+
+    axis = 1 if len(shape) > 1 else 0
+    log_q = np.asarray(torch.log_softmax(torch.from_numpy(rng.normal(size=shape) * 2), axis))
+    p = np.asarray(torch.softmax(torch.from_numpy(rng.normal(size=shape) * 2), axis))
+    p.reshape(-1)[:2] = 0.0
+    check_torch_source(torch.nn.KLDivLoss(reduction=reduction), log_q, p)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("shape", [(5, 3), (2, 3, 4, 2)])
+def test_torch_cross_entropy_all_ignored_and_zero_weight(reduction, shape):
+    import torch
+
+    x = rng.normal(size=shape) * 3
+    labels = np.full((shape[0],) + shape[2:], -100)
+    expected = check_torch_source(torch.nn.CrossEntropyLoss(reduction=reduction), x, labels)
+    if reduction == "mean":
+        assert np.isnan(expected)  # torch's 0/0, reproduced (not vacuous)
+    weight = torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64)
+    zero_total = rng.integers(0, 2, size=labels.shape)
+    check_torch_source(torch.nn.NLLLoss(weight=weight, reduction=reduction),
+                       np.asarray(torch.log_softmax(torch.from_numpy(x), 1)), zero_total)
+    labels.reshape(-1)[0] = 2  # one counted target: a finite mean
+    check_torch_source(torch.nn.CrossEntropyLoss(weight=weight, reduction=reduction), x, labels)
+
+
+@pytest.mark.parametrize("reduction", ["sum_over_batch_size", "sum", None])
+def test_keras_sparse_ce_all_ignored_is_zero(reduction):
+    """Keras's own number for an all-ignored batch is 0 on every backend, and so is the port's."""
+    labels = np.full((2, 3, 2), 1)
+    make = lambda **k: L.SparseCategoricalCrossentropy(  # noqa: E731
+        from_logits=True, ignore_class=1, reduction=reduction, **k)
+    check(make, labels, _logits((2, 3, 2, 4)))
+    assert not np.any(call(make(), labels, _logits((2, 3, 2, 4)).astype(np.float32)))
+
+
+@pytest.mark.filterwarnings("ignore:single channel prediction")
+@pytest.mark.parametrize("kwargs", [
+    {"softmax": True}, {"softmax": True, "include_background": False},
+    {"sigmoid": True, "include_background": False},
+    {"softmax": True, "to_onehot_y": True, "include_background": False},
+])
+@pytest.mark.parametrize("cls", ["DiceLoss", "TverskyLoss", "GeneralizedDiceLoss", "DiceCELoss"])
+def test_monai_one_channel_to_keras(cls, kwargs):
+    from monai import losses as ml
+
+    # softmax=True is ignored: y_pred is taken as it is, here values in (0, 1] (raw logits can make
+    # the denominators nearly cancel, where float32 keeps few digits of MONAI's float64 number)
+    x = rng.uniform(0.05, 1.0, size=(2, 1, 5, 4)) if kwargs.get("softmax") else rng.normal(size=(2, 1, 5, 4))
+    y = (rng.uniform(size=(2, 1, 5, 4)) < 0.4).astype(np.float64)
+    check_torch_source(getattr(ml, cls)(**kwargs), x, y, labels_channel=kwargs.get("to_onehot_y", False))
+
+
+@pytest.mark.parametrize("onehot_y", [False, True])
+def test_monai_dice_ce_sigmoid_several_channels_to_keras(onehot_y):
+    from monai import losses as ml
+
+    x = rng.normal(size=(2, 3, 5, 4)) * 2
+    if onehot_y:
+        y = rng.integers(0, 3, size=(2, 1, 5, 4))
+    else:
+        y = (rng.uniform(size=(2, 3, 5, 4)) < 0.4).astype(np.float64)
+    check_torch_source(ml.DiceCELoss(sigmoid=True, to_onehot_y=onehot_y), x, y, labels_channel=onehot_y)
+
+
+@settings(max_examples=10, deadline=None)
+@given(n=st.integers(1, 3), c=st.integers(1, 4), spatial=st.sampled_from([(), (3,), (2, 2)]),
+       one_d=st.booleans(), seed=st.integers(0, 2**16))
+def test_torch_kl_div_drawn_shapes_to_keras(n, c, spatial, one_d, seed):
+    import torch
+
+    r = np.random.default_rng(seed)
+    shape = (c,) if one_d else (n, c) + spatial
+    axis = 0 if one_d else 1
+    log_q = np.asarray(torch.log_softmax(torch.from_numpy(r.normal(size=shape) * 2), axis))
+    p = np.asarray(torch.softmax(torch.from_numpy(r.normal(size=shape) * 2), axis))
+    check_torch_source(torch.nn.KLDivLoss(reduction="batchmean"), log_q, p)
