@@ -822,7 +822,7 @@ def cli(text: str, framework: str, seed: int = 0, num_classes: int | None = None
           f"in {framework}'s layout", file=out)
     print(f"source   {describe(source)}: {expected!r}", file=out)
     print(f"lossplug {framework}: {got!r}", file=out)
-    same = diff <= tol or (expected == got)
+    same = diff <= tol or expected == got or (expected != expected and got != got)  # NaN: both
     print(f"relative difference {diff:.2e} ({'within' if same else 'OVER'} {tol:g})", file=out)
     return 0 if same else 1
 
