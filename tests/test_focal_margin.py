@@ -270,3 +270,116 @@ def test_named_errors():
     for cls in (lt.LogCoshLoss, lt.PoissonLoss, lt.HingeLoss, lt.CosineSimilarityLoss):
         with pytest.raises(ValueError, match="never broadcasts"):
             cls()(torch.zeros(4, 3), torch.zeros(4, 1))
+
+
+# --- value checks of poisson, hinge and cosine_similarity ----------------------------------------
+
+_NAN, _INF = float("nan"), float("inf")
+BAD_VALUES = [
+    # (loss, params, y_pred, y_true, what the message must say)
+    ("poisson", {}, [[1.0, 2.0]], [[1.0, -2.0]],
+     r"y_true \(counts\) must lie in \[0, inf\); found values from -2 to 1"),
+    ("poisson", {"log_input": True}, [[0.5, -3.0]], [[-1.0, 2.0]],
+     r"y_true \(counts\) must lie in \[0, inf\)"),
+    ("poisson", {}, [[1.0, _NAN]], [[1.0, 2.0]],
+     r"y_pred \(rates, log_input=False\).*found values from nan"),
+    ("poisson", {}, [[1.0, 2.0]], [[_NAN, 2.0]], r"y_true \(counts\)"),
+    ("poisson", {}, [[0.5, -0.1]], [[1.0, 2.0]],
+     r"y_pred \(rates, log_input=False\) must lie in \[0, inf\); found values from -0.1 to 0.5; "
+     r".*log_input=True"),
+    ("hinge", {}, [[0.5, 1.0]], [[0.0, 2.0]],
+     r"all in \{0, 1\} or all in \{-1, 1\}; found values from 0 to 2"),
+    ("hinge", {}, [[0.5, 1.0]], [[-2.0, 1.0]], r"found values from -2 to 1"),
+    ("hinge", {}, [[0.5, 1.0, 0.0]], [[-1.0, 0.0, 1.0]], r"found -1 and 0 together"),
+    ("hinge", {"squared": True}, [[0.5, 1.0]], [[-1.0, 0.0]], r"found -1 and 0 together"),
+    ("hinge", {}, [[0.5, 1.0]], [[0.5, 1.0]], r"found values from 0.5 to 1, not all integers"),
+    ("hinge", {}, [[0.5, 1.0]], [[_NAN, 1.0]], r"all in \{0, 1\} or all in \{-1, 1\}"),
+    ("cosine_similarity", {}, [[1.0, _INF]], [[1.0, 0.0]],
+     r"y_pred must be finite.*found values from 1 to inf"),
+    ("cosine_similarity", {}, [[1.0, 2.0]], [[-_INF, 0.0]], r"y_true must be finite"),
+    ("cosine_similarity", {}, [[_NAN, 2.0]], [[1.0, 0.0]], r"y_pred must be finite"),
+]
+GOOD_VALUES = [
+    ("poisson", {}, [[0.0, 2.5]], [[0.0, 3.0]]),  # a zero rate and zero counts are counts
+    ("poisson", {}, [[1.0, 2.5]], [[0.5, 3.0]]),  # non-integer counts (torch's and Keras's too)
+    ("poisson", {"log_input": True}, [[-4.0, 2.5]], [[0.0, 3.0]]),  # a log-rate of any sign
+    ("hinge", {}, [[0.5, -1.0]], [[1.0, 1.0]]),
+    ("hinge", {}, [[0.5, -1.0]], [[-1.0, -1.0]]),
+    ("hinge", {}, [[0.5, -1.0]], [[0.0, 0.0]]),
+    ("hinge", {"squared": True}, [[0.5, -1.0]], [[-1.0, 1.0]]),
+    ("cosine_similarity", {}, [[0.0, 0.0]], [[0.0, 0.0]]),  # zero vectors: eps floors the norms
+]
+
+
+def _loss_module(name, params):
+    import lossplug
+
+    return lossplug.get(name, framework="torch", **params)
+
+
+@pytest.mark.parametrize("name, params, y_pred, y_true, message", BAD_VALUES,
+                         ids=[f"{b[0]}-{i}" for i, b in enumerate(BAD_VALUES)])
+def test_bad_values_are_named_errors(name, params, y_pred, y_true, message):
+    with pytest.raises(ValueError, match=message):
+        _loss_module(name, params)(t64(y_pred), t64(y_true))
+    with pytest.raises(ValueError, match=message):
+        getattr(ln, name)(np.asarray(y_pred), np.asarray(y_true), **params)
+
+
+def test_hinge_labels_of_every_dtype():
+    x = torch.tensor([[0.5, -1.0, 2.0]])
+    for dtype in (torch.int64, torch.int32, torch.uint8, torch.bool, torch.float32):
+        ok = torch.tensor([[1, 0, 1]]).to(dtype)
+        assert lt.HingeLoss()(x, ok).item() == pytest.approx((0.5 + 0.0 + 0.0) / 3)
+    with pytest.raises(ValueError, match="found -1 and 0 together"):
+        lt.HingeLoss()(x, torch.tensor([[1, 0, -1]]))
+    with pytest.raises(ValueError, match="from 0 to 3"):
+        lt.HingeLoss()(x, torch.tensor([[1, 0, 3]], dtype=torch.uint8))
+
+
+@pytest.mark.parametrize("name, params, y_pred, y_true", GOOD_VALUES,
+                         ids=[f"{g[0]}-{i}" for i, g in enumerate(GOOD_VALUES)])
+def test_good_edge_values_pass_the_checks(name, params, y_pred, y_true):
+    value = _loss_module(name, params)(t64(y_pred), t64(y_true))
+    assert torch.isfinite(value)
+    assert float(getattr(ln, name)(np.asarray(y_pred), np.asarray(y_true), **params)) == pytest.approx(
+        value.item(), rel=1e-12, abs=1e-12)
+
+
+@pytest.fixture
+def derived_everywhere(monkeypatch):
+    from lossplug.frameworks import compiled, derived
+
+    monkeypatch.setattr(derived, "DERIVED_MIN_NUMEL", 1)
+    monkeypatch.setattr(derived, "NATIVE_UP_TO", {})
+    monkeypatch.setattr(compiled, "BACKEND", "aot_eager")
+
+
+@pytest.mark.parametrize("name, params, y_pred, y_true, message", BAD_VALUES,
+                         ids=[f"{b[0]}-{i}" for i, b in enumerate(BAD_VALUES)])
+def test_bad_values_raise_from_the_derived_kernels_ranges(name, params, y_pred, y_true, message,
+                                                          derived_everywhere):
+    module = _loss_module(name, params)
+    x = t64(y_pred).requires_grad_()
+    with pytest.raises(ValueError, match=message):
+        module(x, t64(y_true))
+    # the same module on good values runs the kernel (the checks read its ranges)
+    good = next(g for g in GOOD_VALUES if g[0] == name)
+    xg = t64(good[2]).requires_grad_()
+    out = _loss_module(name, good[1])(xg, t64(good[3]))
+    assert type(out.grad_fn).__name__ == "DerivedLossBackward"
+    with lt.fused_kernels(False):
+        torch.testing.assert_close(out, _loss_module(name, good[1])(t64(good[2]), t64(good[3])))
+
+
+@pytest.mark.parametrize("name, params, y_pred, y_true, message", BAD_VALUES,
+                         ids=[f"{b[0]}-{i}" for i, b in enumerate(BAD_VALUES)])
+def test_bad_values_under_torch_compile_are_nan_never_a_finite_loss(name, params, y_pred, y_true, message):
+    module = _loss_module(name, params)
+    step = torch.compile(lambda x, y: module(x, y), backend="eager", fullgraph=True)
+    out = step(t64(y_pred), t64(y_true))
+    assert math.isnan(out.item()), (name, y_pred, y_true)
+    good = next(g for g in GOOD_VALUES if g[0] == name and g[1] == params)
+    fine = step(t64(good[2]), t64(good[3]))
+    assert math.isfinite(fine.item())
+    torch.testing.assert_close(fine, module(t64(good[2]), t64(good[3])))

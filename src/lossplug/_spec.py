@@ -295,6 +295,10 @@ class LossSpec:
     targets_doc: str = ""  # what y_true looks like, for the docs page's shapes table
     cases: tuple[Case, ...] = (Case(check=True),)  # the test matrix and `lossplug check` rows
     hooks: tuple[Hook, ...] = ()  # methods a subclass may override (Dice's score)
+    # the data-dependent checks of a loss without from_logits (lossplug.core.check_values):
+    # "counts" (y_true >= 0, y_pred >= 0 unless log_input), "signs" (labels all in {0, 1}
+    # or all in {-1, 1}), "finite" (no NaN or infinity in y_pred or y_true); "": none
+    checks: str = ""
 
     @property
     def defaults(self) -> dict[str, Any]:
@@ -685,6 +689,7 @@ _SPECS = (
         "Poisson negative log-likelihood of counts y under the rate y_pred (or log-rate).",
         text="Poisson: mean(y_pred - y_true log(y_pred + eps)); log_input: mean(exp(y_pred) - y y_pred).",
         inputs="counts",
+        checks="counts",
         example=([[1.0, 2.5], [0.5, 3.0]], [[1.0, 2.0], [0.0, 4.0]], {}),
         cases=(
             case(check=True), case("log_input", log_input=True, check=True),
@@ -699,6 +704,7 @@ _SPECS = (
         "One minus the cosine similarity of y_pred and y_true along the class axis.",
         text="Cosine similarity loss: mean over samples of 1 - cos(y_pred, y_true) along axis.",
         inputs="vectors",
+        checks="finite",
         example=([[1.0, 2.0, 0.5], [0.0, 1.0, -1.0]], [[1.0, 1.0, 0.0], [0.5, 1.0, 0.0]], {}),
         targets_doc="same shape: the target vectors",
         cases=(case(check=True), case("spatial", shape=_SPATIAL, check=True), case("eps1e-3", eps=1e-3)),
@@ -709,6 +715,7 @@ _SPECS = (
         "Hinge loss on scores: labels 0/1 (or -1/+1); squared=True is the squared hinge.",
         text="Hinge: mean(max(0, 1 - t y_pred)), t = 2 y_true - 1 for labels 0/1 (-1/1 as they are).",
         inputs="scores",
+        checks="signs",
         example=([[0.8, -0.3], [2.0, 0.1]], [[1.0, 0.0], [1.0, 1.0]], {}),
         plots=({}, {"squared": True}),
         cases=(

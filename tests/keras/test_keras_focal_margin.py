@@ -116,3 +116,54 @@ def test_focal_logits_of_1e3_have_finite_gradients():
     xc = np.array([[1e3, -1e3], [-1e3, 1e3]], dtype="float32")
     value, grad = value_and_grad(lambda v: lk.CategoricalFocalLoss(from_logits=True)(labels, v), xc)
     assert np.isfinite(value) and np.all(np.isfinite(grad))
+
+
+# --- value checks of poisson, hinge and cosine_similarity ----------------------------------------
+
+_NAN, _INF = float("nan"), float("inf")
+BAD_VALUES = [
+    # (loss, y_true, y_pred, what the message must say)
+    (lambda: lk.PoissonLoss(), [[1.0, -2.0]], [[1.0, 2.0]], r"y_true \(counts\) must lie in \[0, inf\)"),
+    (lambda: lk.PoissonLoss(log_input=True), [[-1.0, 2.0]], [[0.5, -3.0]], r"y_true \(counts\)"),
+    (lambda: lk.PoissonLoss(), [[1.0, 2.0]], [[0.5, -0.1]],
+     r"y_pred \(rates, log_input=False\).*log_input=True"),
+    (lambda: lk.HingeLoss(), [[0.0, 2.0]], [[0.5, 1.0]],
+     r"all in \{0, 1\} or all in \{-1, 1\}; found values from 0 to 2"),
+    (lambda: lk.HingeLoss(), [[-1.0, 0.0, 1.0]], [[0.5, 1.0, 0.0]], r"found -1 and 0 together"),
+    (lambda: lk.HingeLoss(squared=True), [[0.5, 1.0]], [[0.5, 1.0]], r"not all integers"),
+    (lambda: lk.CosineSimilarityLoss(), [[1.0, 0.0]], [[1.0, _INF]], r"y_pred must be finite"),
+    (lambda: lk.CosineSimilarityLoss(), [[_NAN, 0.0]], [[1.0, 2.0]], r"y_true must be finite"),
+]
+
+
+@pytest.mark.parametrize("make, y_true, y_pred, message", BAD_VALUES,
+                         ids=[str(i) for i in range(len(BAD_VALUES))])
+def test_bad_values_are_named_errors(make, y_true, y_pred, message):
+    with pytest.raises(ValueError, match=message):
+        call(make(), np.asarray(y_true), np.asarray(y_pred))
+
+
+@pytest.mark.parametrize("make, y_true, y_pred, message", BAD_VALUES[:6], ids=[str(i) for i in range(6)])
+def test_bad_counts_and_labels_in_a_compiled_step_are_nan(make, y_true, y_pred, message):
+    from keras_helpers import BACKEND, value_and_grad
+
+    loss, y = make(), np.asarray(y_true, dtype="float32")
+    if BACKEND == "torch":  # value_and_grad runs torch eagerly: the check raises there
+        with pytest.raises(ValueError, match=message):
+            value_and_grad(lambda v: loss(y, v), np.asarray(y_pred), compiled=True)
+        return
+    value, _ = value_and_grad(lambda v: loss(y, v), np.asarray(y_pred), compiled=True)
+    assert np.isnan(value)
+    good = np.abs(np.round(y)) if "Poisson" in type(loss).__name__ else (y > 0.5).astype("float32")
+    x = np.abs(np.asarray(y_pred, dtype="float32"))
+    value, _ = value_and_grad(lambda v: loss(good, v), x, compiled=True)
+    assert np.isfinite(value) and value == pytest.approx(float(call(loss, good, x)), rel=1e-5)
+
+
+def test_good_edge_values_pass_the_checks():
+    assert np.isfinite(call(lk.PoissonLoss(), np.array([[0.0, 3.0]]), np.array([[0.0, 2.5]])))
+    for y in ([[1.0, 1.0]], [[-1.0, -1.0]], [[0.0, 0.0]], [[-1.0, 1.0]]):
+        np.testing.assert_allclose(call(lk.HingeLoss(), np.array(y), np.array([[0.5, -1.0]])),
+                                   builtin(keras.losses.Hinge(), np.array(y), np.array([[0.5, -1.0]])),
+                                   rtol=1e-6)
+    assert call(lk.CosineSimilarityLoss(), np.zeros((1, 2)), np.zeros((1, 2))) == pytest.approx(1.0)

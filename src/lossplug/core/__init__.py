@@ -106,11 +106,13 @@ def check_values(spec: LossSpec, xp, y_pred, y_true, params, axis, ranges=None):
     them in its own pass (``y_true``'s with ``ignore_index`` entries counted as 0); the rest are
     taken here.
     """
-    if not (_VALUE_CHECKS and xp.is_concrete(y_pred)) or "from_logits" not in params:
+    if not (_VALUE_CHECKS and xp.is_concrete(y_pred)) or not _has_value_checks(spec, params):
         return
     if 0 in xp.shape(y_pred):  # an empty batch has no values to check
         return
     known = ranges or {}
+    if spec.checks:
+        return _check_own_values(spec, xp, y_pred, y_true, params, known)
     ignore = params.get("ignore_index")
 
     def true_range():
@@ -165,11 +167,62 @@ def check_values(spec: LossSpec, xp, y_pred, y_true, params, axis, ranges=None):
         raise _range_error(spec, "y_true (targets)", lo, hi, "[0, 1]")
 
 
+def _has_value_checks(spec: LossSpec, params) -> bool:
+    """Whether ``check_values`` reads the data: the losses with ``from_logits`` and ``spec.checks``."""
+    return "from_logits" in params or bool(spec.checks)
+
+
+def _check_own_values(spec: LossSpec, xp, y_pred, y_true, params, known):
+    """The checks of the losses without ``from_logits`` (``spec.checks``), on the kernel's ranges
+    where it took them (``known``), else on the data.
+
+    ``"counts"`` (Poisson): counts ``y_true >= 0``, and rates ``y_pred >= 0`` unless ``log_input``;
+    ``"signs"`` (hinge): integer labels all in {0, 1} or all in {-1, 1} (a 0 beside a -1 is a
+    mix of the two conventions); ``"finite"`` (cosine similarity): no NaN or infinity in either
+    (an infinite component makes the norm infinite and the cosine inf/inf).
+    """
+    def pred_range():
+        return known["y_pred"] if "y_pred" in known else xp.minmax(y_pred)
+
+    lo, hi = known["y_true"] if "y_true" in known else xp.minmax(y_true)
+    name = spec.class_name
+    if spec.checks == "counts":
+        if not lo >= 0:  # NaN fails too
+            raise _range_error(spec, "y_true (counts)", lo, hi, "[0, inf)")
+        if not params.get("log_input"):
+            p_lo, p_hi = pred_range()
+            if not p_lo >= 0:
+                raise ValueError(
+                    f"{_range_error(spec, 'y_pred (rates, log_input=False)', p_lo, p_hi, '[0, inf)')}"
+                    f"; a model that outputs a log-rate needs {name}(log_input=True)"
+                )
+    elif spec.checks == "signs":
+        nonintegral = known["nonintegral"] if "nonintegral" in known else xp.any_nonintegral(y_true)
+        if nonintegral or not (lo >= -1 and hi <= 1):
+            raise ValueError(
+                f"{name}: labels in y_true must be all in {{0, 1}} or all in {{-1, 1}}; found values "
+                f"from {lo:g} to {hi:g}" + (", not all integers" if nonintegral and lo == lo else "")
+            )
+        if lo < 0 and xp.minmax(xp.abs(y_true))[0] < 1:  # one pass more, only for -1/1 labels
+            raise ValueError(
+                f"{name}: labels in y_true must be all in {{0, 1}} or all in {{-1, 1}}; found -1 and 0 "
+                "together (0 means the negative class only in the 0/1 convention)"
+            )
+    elif spec.checks == "finite":
+        for what, (a, b) in (("y_pred", pred_range()), ("y_true", (lo, hi))):
+            if not (-float("inf") < a and b < float("inf")):  # NaN fails too
+                raise ValueError(f"{name}: {what} must be finite (no NaN or inf, the cosine would be "
+                                 f"NaN); found values from {a:g} to {b:g}")
+
+
 def ranges_needed(spec: LossSpec, params) -> str:
     """Which input ranges ``check_values`` reads: ``""`` (none), ``"y_true"`` or ``"both"``.
 
     A compiled kernel takes them in its own pass (``lossplug.frameworks.derived``).
     """
+    if spec.checks:
+        counts_only = spec.checks == "signs" or (spec.checks == "counts" and params.get("log_input"))
+        return "y_true" if counts_only else "both"
     if "from_logits" not in params:
         return ""
     return "y_true" if params["from_logits"] else "both"
@@ -312,21 +365,32 @@ def poison(spec: LossSpec, xp, y_pred, y_true, params, axis, loss):
     Inside a compiled graph (``jit_compile``, ``torch.compile``, ``tf.function``) ``check_values``
     cannot raise; there a label out of range, a non-integer label, a probability outside [0, 1]
     or a target outside [0, 1] (and NaN in any of them) turns the whole loss into NaN instead of
-    a plausible finite number. NaN or inf in logits propagate through the formula by themselves.
+    a plausible finite number; so do a negative Poisson count or rate and hinge labels outside
+    {0, 1} and {-1, 1} (``spec.checks``). NaN or inf in logits propagate through the formula by themselves.
     In eager mode (the checks ran) and with ``value_checks(False)`` the loss is returned as it is.
     """
-    if not _VALUE_CHECKS or "from_logits" not in params or xp.is_concrete(y_pred):
+    if not _VALUE_CHECKS or not _has_value_checks(spec, params) or xp.is_concrete(y_pred):
         return loss
 
-    if 0 in xp.shape(y_pred):  # an empty batch: nothing to judge, the empty result as it is
-        return loss
+    if 0 in xp.shape(y_pred) or spec.checks == "finite":  # (NaN, inf: the cosine is NaN by itself)
+        return loss  # an empty batch: nothing to judge, the empty result as it is
 
     def outside(x, lo, hi):  # 1.0 if any x is NaN or outside [lo, hi]: two reductions, no tensor
         inside = xp.where(xp.min(x) >= lo, 1.0, 0.0) * xp.where(xp.max(x) <= hi, 1.0, 0.0)
         return 1.0 - xp.cast_like(inside, loss)
 
     bad = []
-    if params.get("log_input"):
+    if spec.checks == "counts":
+        bad.append(outside(y_true, 0.0, float("inf")))
+        if not params.get("log_input"):
+            bad.append(outside(y_pred, 0.0, float("inf")))
+    elif spec.checks == "signs":
+        bad.append(outside(y_true, -1.0, 1.0))
+        whole = xp.cast_like(xp.cast_int(y_true), y_true)
+        bad.append(1.0 - xp.cast_like(xp.min(xp.where(y_true == whole, 1.0, 0.0)), loss))
+        mixed = xp.where(xp.min(y_true) < 0, xp.where(xp.min(xp.abs(y_true)) < 1, 1.0, 0.0), 0.0)
+        bad.append(xp.cast_like(mixed, loss))
+    elif params.get("log_input"):
         bad.append(outside(y_pred, -float("inf"), 0.0))
     elif not params["from_logits"]:
         bad.append(outside(y_pred, 0.0, 1.0))
@@ -341,7 +405,7 @@ def poison(spec: LossSpec, xp, y_pred, y_true, params, axis, loss):
         if _is_float(labels):
             whole = xp.cast_like(xp.cast_int(labels), labels)
             bad.append(1.0 - xp.cast_like(xp.min(xp.where(labels == whole, 1.0, 0.0)), loss))
-    else:
+    elif not spec.checks:
         bad.append(outside(y_true, 0.0, 1.0))
     count = sum(bad[1:], bad[0])
     return loss + xp.where(count > 0, 0.0 * count + float("nan"), 0.0 * count)
