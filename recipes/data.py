@@ -54,18 +54,34 @@ def _limit(split: Split, max_samples: int | None) -> Split:
     return split
 
 
-def diabetes(*, test_size: float = 0.25, seed: int = 0, max_samples: int | None = None) -> Split:
+def diabetes(*, test_size: float = 0.25, seed: int = 0, max_samples: int | None = None,
+             target: str = "standardised") -> Split:
     """scikit-learn's diabetes regression set (442 × 10), target standardised with train statistics.
 
     ``info["linear_regression_r2"]`` is scikit-learn's ``LinearRegression`` R² on the same split, the
-    reference the regression recipes are compared with.
+    reference the regression recipes are compared with. ``target="counts"`` keeps the raw target,
+    a positive integer (disease progression after a year, 25 to 346), for the Poisson loss; the
+    reference is then scikit-learn's ``PoissonRegressor`` (the same log-linear model, fitted by
+    L-BFGS without a penalty): ``info["poisson_regressor_d2"]`` and ``["poisson_regressor_deviance"]``.
     """
     from sklearn.datasets import load_diabetes
-    from sklearn.linear_model import LinearRegression
+    from sklearn.linear_model import LinearRegression, PoissonRegressor
+    from sklearn.metrics import d2_tweedie_score, mean_poisson_deviance
 
+    if target not in ("standardised", "counts"):
+        raise ValueError(f"diabetes target must be 'standardised' or 'counts', not {target!r}")
     x, y = load_diabetes(return_X_y=True)
     x_train, x_test, y_train, y_test = _split(x, y, test_size, seed)
     x_train, x_test = _standardise(x_train, x_test)
+    if target == "counts":
+        glm = PoissonRegressor(alpha=0.0, max_iter=1000).fit(x_train, y_train)
+        rate = glm.predict(x_test)
+        info = {"poisson_regressor_d2": float(d2_tweedie_score(y_test, rate, power=1)),
+                "poisson_regressor_deviance": float(mean_poisson_deviance(y_test, rate)),
+                "count_range": [int(y.min()), int(y.max())]}
+        counts = (y_train.astype(np.float32)[:, None], y_test.astype(np.float32)[:, None])
+        split = Split(x_train, counts[0], x_test, counts[1], n_outputs=1, info=info)
+        return _limit(split, max_samples)
     mean, std = y_train.mean(), y_train.std()
     y_train = ((y_train - mean) / std).astype(np.float32)[:, None]
     y_test = ((y_test - mean) / std).astype(np.float32)[:, None]

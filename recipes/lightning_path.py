@@ -41,6 +41,28 @@ class EpochSeededSampler(Sampler[int]):
         return self.n
 
 
+class PoissonD2(torchmetrics.Metric):
+    """D² for counts: 1 - the Poisson deviance of the rates / that of the mean count (scikit-learn's
+    ``d2_tweedie_score(power=1)``), from sums (the null deviance is 2 Σ y log(y / ȳ))."""
+
+    def __init__(self):
+        super().__init__()
+        for name in ("deviance", "ylogy", "total", "count"):
+            self.add_state(name, default=torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+
+    def update(self, rate: torch.Tensor, y: torch.Tensor) -> None:
+        rate, y = rate.double(), y.double()
+        ylogy = torch.where(y > 0, y * torch.log(torch.where(y > 0, y, 1.0)), 0.0)
+        self.deviance += (2.0 * (ylogy - y * torch.log(rate) - (y - rate))).sum()
+        self.ylogy += ylogy.sum()
+        self.total += y.sum()
+        self.count += y.numel()
+
+    def compute(self) -> torch.Tensor:
+        null = 2.0 * (self.ylogy - self.total * torch.log(self.total / self.count))
+        return 1.0 - self.deviance / null
+
+
 def val_metrics(kind: str, n_outputs: int) -> dict[str, torchmetrics.Metric]:
     """The torchmetrics logged as ``val_<name>`` each epoch: every name of :func:`recipes.tasks.metrics`,
     so the Lightning and Keras curves show the same series.
@@ -52,6 +74,9 @@ def val_metrics(kind: str, n_outputs: int) -> dict[str, torchmetrics.Metric]:
     tm = torchmetrics
     if kind == "regression":
         return {"r2": tm.R2Score(), "mse": tm.MeanSquaredError(), "mae": tm.MeanAbsoluteError()}
+    if kind == "counts":  # on the rates, exp of the model's log-rates
+        return {"d2": PoissonD2(), "poisson_deviance": tm.TweedieDevianceScore(power=1.0),
+                "mae": tm.MeanAbsoluteError(), "r2": tm.R2Score()}
     if kind == "binary":
         c = tm.classification
         return {"accuracy": c.BinaryAccuracy(), "recall": c.BinaryRecall(),
@@ -125,6 +150,8 @@ class LossplugModule(L.LightningModule):
         kind = self.hparams.kind
         if kind == "regression":
             return out.reshape(-1), y.reshape(-1)
+        if kind == "counts":
+            return torch.exp(out.reshape(-1)), y.reshape(-1)
         if kind == "binary" or (kind == "segmentation" and self.hparams.n_outputs == 1):
             return torch.sigmoid(out).reshape(-1), (y > 0.5).long().reshape(-1)
         if kind == "segmentation":

@@ -208,6 +208,7 @@ def _markdown(table: pd.DataFrame) -> str:
 # The task reference each main metric is compared with, when the data set records one.
 BASELINES = {
     "r2": ("linear_regression_r2", "scikit-learn LinearRegression"),
+    "d2": ("poisson_regressor_d2", "scikit-learn PoissonRegressor"),
     "accuracy": ("teacher_accuracy", "the teacher (scikit-learn MLP)"),
     "dice": ("threshold_dice", "threshold the image at 0.5"),
 }

@@ -13,7 +13,7 @@ import numpy as np
 
 from recipes.data import Split
 
-KINDS = ("regression", "binary", "multiclass", "distillation", "segmentation")
+KINDS = ("regression", "counts", "binary", "multiclass", "distillation", "segmentation")
 
 
 def loss_targets(split: Split, target: str) -> tuple[np.ndarray, np.ndarray]:
@@ -49,11 +49,20 @@ def _dice(pred: np.ndarray, true: np.ndarray) -> float:
     return 1.0 if total == 0 else 2.0 * inter / total
 
 
+def poisson_deviance(y: np.ndarray, rate: np.ndarray) -> np.ndarray:
+    """The unit Poisson deviance 2(y log(y / rate) - (y - rate)), with y log y = 0 at y = 0."""
+    ylogy = np.where(y > 0, y * np.log(np.where(y > 0, y, 1.0) / rate), 0.0)
+    return 2.0 * (ylogy - (y - rate))
+
+
 def metrics(kind: str, split: Split, outputs: np.ndarray) -> dict[str, float]:
     """Held-out metrics from the model's raw ``outputs`` (channels-last logits or values).
 
-    regression: r2, mse, mae · binary: accuracy, recall, precision, f1 (threshold 0.5 on the
-    sigmoid) · multiclass: accuracy · distillation: accuracy (true labels) and teacher_agreement ·
+    regression: r2, mse, mae · counts (the outputs are log-rates, the rate is their exp): d2 (the
+    fraction of the Poisson deviance explained, scikit-learn's ``d2_tweedie_score(power=1)``),
+    poisson_deviance (its mean, ``mean_poisson_deviance``), mae and r2 of the rate · binary:
+    accuracy, recall, precision, f1 (threshold 0.5 on the sigmoid) · multiclass: accuracy ·
+    distillation: accuracy (true labels) and teacher_agreement ·
     segmentation: dice (binary: the shape mask; multiclass: mean over foreground classes, with
     dice_<class> for each) and pixel_accuracy.
     """
@@ -64,6 +73,13 @@ def metrics(kind: str, split: Split, outputs: np.ndarray) -> dict[str, float]:
         ss_tot = np.sum((y.reshape(-1) - y.mean()) ** 2)
         return {"r2": float(1.0 - np.sum(err**2) / ss_tot), "mse": float(np.mean(err**2)),
                 "mae": float(np.mean(np.abs(err)))}
+    if kind == "counts":
+        rate, y = np.exp(outputs.reshape(-1)), y.reshape(-1).astype(np.float64)
+        deviance = poisson_deviance(y, rate)
+        null = poisson_deviance(y, np.full_like(y, y.mean()))
+        return {"d2": float(1.0 - deviance.sum() / null.sum()),
+                "poisson_deviance": float(deviance.mean()), "mae": float(np.mean(np.abs(rate - y))),
+                "r2": float(1.0 - np.sum((rate - y) ** 2) / np.sum((y - y.mean()) ** 2))}
     if kind == "binary":
         pred, true = _sigmoid(outputs.reshape(-1)) > 0.5, y.reshape(-1) > 0.5
         tp, fp, fn = np.sum(pred & true), np.sum(pred & ~true), np.sum(~pred & true)

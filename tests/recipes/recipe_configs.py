@@ -10,9 +10,10 @@ CONFIG_DIR = str(ROOT / "configs")
 # (task, loss) for every loss each task trains with; together they cover all nine losses.
 TASK_LOSSES = [
     ("regression", "mse"), ("regression", "mae"), ("regression", "huber"), ("regression", "log_cosh"),
+    ("regression", "poisson"),
     ("binary", "bce"), ("binary", "weighted_bce"), ("binary", "focal"), ("binary", "hinge"),
     ("multiclass", "sparse_categorical_ce"), ("multiclass", "categorical_ce"),
-    ("multiclass", "categorical_focal"),
+    ("multiclass", "categorical_focal"), ("multiclass", "cosine_similarity"),
     ("distillation", "kl_div"), ("distillation", "categorical_ce"),
     ("segmentation", "dice"), ("segmentation", "dice_bce"),
     ("segmentation_multiclass", "dice"), ("segmentation_multiclass", "dice_ce"),

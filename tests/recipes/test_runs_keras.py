@@ -10,7 +10,8 @@ from recipe_configs import compose
 pytestmark = pytest.mark.keras
 
 CASES = [("regression", "mae"), ("binary", "bce"), ("multiclass", "sparse_categorical_ce"),
-         ("distillation", "kl_div"), ("segmentation", "dice"), ("segmentation_multiclass", "dice_ce")]
+         ("distillation", "kl_div"), ("segmentation", "dice"), ("segmentation_multiclass", "dice_ce"),
+         ("regression", "poisson")]  # counts: the raw target, log-rates, the metrics of counts
 
 
 @pytest.mark.parametrize("task,loss", CASES)

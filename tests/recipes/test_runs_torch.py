@@ -11,7 +11,8 @@ from recipes.train import run
 
 # Each task once, plus the losses that need their own wiring (one-hot targets, combined losses).
 CASES = [("regression", "huber"), ("binary", "weighted_bce"), ("multiclass", "categorical_ce"),
-         ("distillation", "kl_div"), ("segmentation", "dice_bce"), ("segmentation_multiclass", "dice_ce")]
+         ("distillation", "kl_div"), ("segmentation", "dice_bce"), ("segmentation_multiclass", "dice_ce"),
+         ("regression", "poisson")]  # counts: the raw target, log-rates, the metrics of counts
 
 
 @pytest.mark.parametrize("task,loss", CASES)

@@ -22,6 +22,45 @@ def test_regression_metrics_match_sklearn():
     assert got["mse"] == pytest.approx(np.mean((y - pred) ** 2))
 
 
+def test_count_metrics_match_sklearn_and_torchmetrics():
+    import torch
+    from sklearn.metrics import d2_tweedie_score, mean_absolute_error, mean_poisson_deviance
+    from torchmetrics import TweedieDevianceScore
+
+    from recipes.lightning_path import PoissonD2
+
+    rng = np.random.default_rng(3)
+    y = rng.poisson(4.0, size=(60, 1)).astype(np.float32)  # zeros among them
+    log_rate = np.log(4.0) + 0.3 * rng.normal(size=(60, 1))
+    got = metrics("counts", _split(y, 1), log_rate)
+    rate = np.exp(log_rate)
+    assert got["poisson_deviance"] == pytest.approx(mean_poisson_deviance(y, rate), rel=1e-9)
+    assert got["d2"] == pytest.approx(d2_tweedie_score(y, rate, power=1), rel=1e-9)
+    assert got["mae"] == pytest.approx(mean_absolute_error(y, rate), rel=1e-9)
+    assert got["r2"] == pytest.approx(r2_score(y, rate), rel=1e-9)
+    d2 = PoissonD2()
+    for part in np.array_split(np.arange(60), 3):  # in batches, as validation feeds it
+        d2.update(torch.from_numpy(rate[part].ravel()), torch.from_numpy(y[part].ravel()))
+    assert float(d2.compute()) == pytest.approx(got["d2"], rel=1e-9)
+    deviance = TweedieDevianceScore(power=1.0)(torch.from_numpy(rate.ravel()), torch.from_numpy(y.ravel()))
+    assert float(deviance) == pytest.approx(got["poisson_deviance"], rel=1e-5)
+
+
+def test_diabetes_counts_are_the_raw_target_and_poisson_regressor_the_reference():
+    from sklearn.linear_model import PoissonRegressor
+    from sklearn.metrics import d2_tweedie_score
+
+    split, standard = data.diabetes(target="counts"), data.diabetes()
+    np.testing.assert_array_equal(split.x_train, standard.x_train)
+    assert split.y_train.min() >= 25 and split.y_train.max() <= 346
+    assert np.all(split.y_train == np.round(split.y_train))  # integers
+    glm = PoissonRegressor(alpha=0.0, max_iter=1000).fit(split.x_train, split.y_train.ravel())
+    expected = d2_tweedie_score(split.y_test.ravel(), glm.predict(split.x_test), power=1)
+    assert split.info["poisson_regressor_d2"] == pytest.approx(expected, rel=1e-6)
+    with pytest.raises(ValueError, match="counts"):
+        data.diabetes(target="raw")
+
+
 def test_binary_metrics_match_sklearn():
     rng = np.random.default_rng(1)
     y = (rng.random((80, 1)) < 0.3).astype(np.float32)
