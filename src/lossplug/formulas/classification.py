@@ -125,7 +125,8 @@ def categorical_ce(
     if class_weights is not None:
         w = _broadcast_weights(xp, class_weights, y_pred, axis)
         y, weight = w * y, xp.sum(w * y_true, axis=axis)
-    if from_logits and num_classes == 2:  # lse(x) - x_0 = softplus(x_1 - x_0), and the same for x_1
+    last = axis % len(xp.shape(y_pred)) == len(xp.shape(y_pred)) - 1
+    if from_logits and num_classes == 2 and last:  # lse(x) - x_0 = softplus(x_1 - x_0), the same for x_1
         d = xp.select(y_pred, 1, axis) - xp.select(y_pred, 0, axis)
         loss = xp.select(y, 0, axis) * xp.softplus(d) + xp.select(y, 1, axis) * xp.softplus(-d)
     elif from_logits:  # sum_c y_c (lse - z_c), z = x - max x: non-negative terms
@@ -164,8 +165,10 @@ def sparse_categorical_ce(
         keep = labels != ignore_index
         labels = xp.where(keep, labels, 0 * labels)
     index = xp.expand_dims(labels, axis)
-    if from_logits and num_classes == 2 and not label_smoothing:
-        # two classes: lse(x) - x_label = softplus(x_other - x_label), no reduction over a 2-wide axis
+    last = axis % len(xp.shape(y_pred)) == len(xp.shape(y_pred)) - 1
+    if from_logits and num_classes == 2 and last and not label_smoothing:
+        # two classes along the last axis: lse(x) - x_label = softplus(x_other - x_label), no 2-wide
+        # innermost reduction (slow under XLA); along a leading axis (N, 2, H, W) the general form
         d = xp.select(y_pred, 1, axis) - xp.select(y_pred, 0, axis)
         nll = xp.softplus(xp.where(labels == 1, -d, d))
     elif from_logits:  # lse(z) - z_label, z = x - max x: no log-softmax tensor
