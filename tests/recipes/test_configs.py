@@ -52,6 +52,12 @@ def test_command_line_beats_task_specialisation():
     assert (poisson.data.target, poisson.task.kind, poisson.task.main_metric) == ("counts", "counts", "d2")
     assert poisson.loss.log_input is True
     assert compose(["task=regression", "loss=mse"]).data.target == "standardised"
+    gdice = compose(["task=segmentation_multiclass", "loss=generalized_dice"])  # its own setting
+    assert (gdice.loss.aggregation, gdice.loss.weight_type, gdice.loss.include_background) == (
+        "batch", "square", True)
+    assert (gdice.batch_size, gdice.optimizer.weight_decay, gdice.trainer.max_epochs) == (64, 2.0, 60)
+    other = compose(["task=segmentation_multiclass", "loss=dice"])
+    assert (other.batch_size, other.optimizer.weight_decay, other.trainer.max_epochs) == (16, 0.0, 16)
 
 
 def test_combined_loss_composes_shipped_terms():
