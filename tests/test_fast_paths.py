@@ -742,3 +742,28 @@ def test_sparse_ce_bad_labels_raise_our_error_in_every_route(route, kw, bad):
     assert caught.value.__context__ is None  # not "during handling of IndexError"
     with lossplug.value_checks(False), lt.fused_kernels(False), pytest.raises((IndexError, RuntimeError)):
         module(x, labels)  # unchecked, torch's own error
+
+
+@pytest.mark.parametrize("name", ["sparse_categorical_ce", "dice", "tversky"])
+def test_int64_label_maps_reach_the_kernel_as_int32(small_fused, name, monkeypatch):
+    """The kernels read a label map once per class, so int64 labels go in as int32 (clamped: a label
+    beyond int32's range stays out of range, and the error names the label itself)."""
+    seen = []
+    run = compiled.Kernel.run
+
+    def spy(self, module, x, y, *rest):
+        seen.append(y.dtype)
+        return run(self, module, x, y, *rest)
+
+    monkeypatch.setattr(compiled.Kernel, "run", spy)
+    params = {"per_class": True} if name != "sparse_categorical_ce" else {}
+    module = lossplug.get(name, "torch", from_logits=True, **params)
+    x, labels = _class_inputs(shape=(4, 5, 6, 7))
+    value = module(x.clone().requires_grad_(), labels)
+    assert _is_fused(value) and seen == [torch.int32]
+    with lt.fused_kernels(False):
+        torch.testing.assert_close(value, module(x, labels))
+    labels[1, 2, 3] = 2**40
+    with pytest.raises(ValueError, match=r"label (1099511627776|1\.09951e\+12) is out of range") as caught:
+        module(x.clone().requires_grad_(), labels)
+    assert caught.value.__context__ is None

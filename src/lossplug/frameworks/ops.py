@@ -169,7 +169,8 @@ class TorchBackend:
         return tuple(x.shape)
 
     def cast_int(self, x):
-        return x.long()
+        # int32 labels stay int32: a compiled kernel compares them to the classes in 8 lanes, not 4
+        return x if x.dtype in (self.torch.int32, self.torch.int64) else x.long()
 
     def cast_like(self, x, like):
         return x.to(like.dtype)
@@ -206,7 +207,7 @@ class TorchBackend:
         return x.squeeze(axis)
 
     def take_along_axis(self, x, indices, axis):
-        return self.torch.gather(x, axis, indices)
+        return self.torch.gather(x, axis, indices.long())
 
     def reshape(self, x, shape):
         return x.reshape(shape)
@@ -280,10 +281,10 @@ class TorchBackend:
         return self.F.softmax(x, dim=axis)
 
     def take(self, values, indices):
-        return values[indices]
+        return values[indices.long()]
 
     def one_hot(self, labels, num_classes, axis, like):
-        out = self.F.one_hot(labels, num_classes).to(like.dtype)
+        out = self.F.one_hot(labels.long(), num_classes).to(like.dtype)
         return out.movedim(-1, axis)
 
     def sum_by_label(self, values, labels, num_classes):
@@ -291,8 +292,9 @@ class TorchBackend:
         n, size = values.shape[0], values[0].numel() if values.shape[0] else 0
         labels, values = labels.reshape(n, size), values.reshape(n, size)  # not -1: n may be 0
         if self.torch.compiler.is_compiling():  # a compare per class, fused into one loop
-            classes = self.torch.arange(num_classes, device=labels.device)[:, None]
+            classes = self.torch.arange(num_classes, device=labels.device, dtype=labels.dtype)[:, None]
             return self.torch.where(labels[:, None, :] == classes, values[:, None, :], 0.0).sum(-1)
+        labels = labels.long()
         if values.requires_grad:
             return values.new_zeros((n, num_classes)).scatter_add(1, labels, values)
         # constants (the label counts): one bincount, faster than scatter_add on CPU
@@ -312,7 +314,7 @@ class TorchBackend:
             return self.sum_by_label(at_label, labels, num_classes)
         shape = [1] * p.dim()
         shape[axis] = num_classes
-        classes = self.torch.arange(num_classes, device=labels.device).reshape(shape)
+        classes = self.torch.arange(num_classes, device=labels.device, dtype=labels.dtype).reshape(shape)
         hit = labels.unsqueeze(axis) == classes
         return self.torch.where(hit, p, 0.0).sum(dim=[d for d in range(1, p.dim()) if d != axis])
 
