@@ -746,21 +746,21 @@ def test_sparse_ce_bad_labels_raise_our_error_in_every_route(route, kw, bad):
 
 @pytest.mark.parametrize("name", ["sparse_categorical_ce", "dice", "tversky"])
 def test_int64_label_maps_reach_the_kernel_as_int32(small_fused, name, monkeypatch):
-    """The kernels read a label map once per class, so int64 labels go in as int32 (clamped: a label
-    beyond int32's range stays out of range, and the error names the label itself)."""
+    """The kernels read a label map once per class, so from 4 classes on the formula reads int64
+    labels as int32; the checks' ranges read the int64 labels (a label beyond int32 is named)."""
     seen = []
     run = compiled.Kernel.run
 
-    def spy(self, module, x, y, *rest):
-        seen.append(y.dtype)
-        return run(self, module, x, y, *rest)
+    def spy(self, module, x, y, ranges, label_axis, narrow_labels):
+        seen.append((y.dtype, narrow_labels.dtype))
+        return run(self, module, x, y, ranges, label_axis, narrow_labels)
 
     monkeypatch.setattr(compiled.Kernel, "run", spy)
     params = {"per_class": True} if name != "sparse_categorical_ce" else {}
     module = lossplug.get(name, "torch", from_logits=True, **params)
     x, labels = _class_inputs(shape=(4, 5, 6, 7))
     value = module(x.clone().requires_grad_(), labels)
-    assert _is_fused(value) and seen == [torch.int32]
+    assert _is_fused(value) and seen == [(torch.int64, torch.int32)]  # the ranges read the int64 ones
     with lt.fused_kernels(False):
         torch.testing.assert_close(value, module(x, labels))
     labels[1, 2, 3] = 2**40

@@ -128,15 +128,8 @@ class LossModule(LossAdapter, nn.Module):
             if derived.applicable(y_pred, y_true, derived.min_numel(spec, native is not None)):
                 if kernel is None:
                     kernel = plan[3] = derived.kernel(type(self), params)
-                def check(stats, narrowed):
-                    try:
-                        _core.check_values(spec, _xp, y_pred, y_true, params, axis, _core.ranges_from(stats))
-                        return
-                    except ValueError as exc:
-                        error = exc
-                    if narrowed:  # the ranges of labels clamped to int32: name the label itself
-                        _core.check_values(spec, _xp, y_pred, y_true, params, axis)
-                    raise error
+                def check(stats):
+                    _core.check_values(spec, _xp, y_pred, y_true, params, axis, _core.ranges_from(stats))
 
                 out = derived.loss(kernel, self, y_pred, y_true, ranges, axis, check)
                 if out is not None:

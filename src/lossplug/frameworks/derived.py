@@ -50,7 +50,7 @@ def min_numel(spec, has_native: bool) -> int:
     return max(DERIVED_MIN_NUMEL, NATIVE_UP_TO.get(spec.kind, 0)) if has_native else DERIVED_MIN_NUMEL
 
 
-def _value_grad_ranges(module, x, y, ranges: str, label_axis):
+def _value_grad_ranges(module, x, y, ranges: str, label_axis, narrow_labels=None):
     """The reduced loss of ``module`` at ``x``, its gradient, and the ranges ``ranges`` names.
 
     ``ranges`` is ``""`` (no value check reads the data), ``"y_true"`` or ``"both"``: then the
@@ -62,9 +62,11 @@ def _value_grad_ranges(module, x, y, ranges: str, label_axis):
     ignore = getattr(module, "ignore_index", None)
     labels = y
     if label_axis is not None:
-        labels = y.clamp(0, x.shape[label_axis] - 1)
+        # the formula reads ``narrow_labels`` (``y`` as int32) where given, the ranges ``y`` itself
+        given = y if narrow_labels is None else narrow_labels
+        labels = given.clamp(0, x.shape[label_axis] - 1)
         if ignore is not None:
-            labels = torch.where(y == ignore, y, labels)
+            labels = torch.where(given == ignore, given, labels)
 
     def reduced(x):
         loss, weight = module.terms(x, labels)
@@ -118,23 +120,25 @@ def applicable(x: torch.Tensor, y: torch.Tensor, min_size: int) -> bool:
 def loss(compiled_kernel, module, x: torch.Tensor, y: torch.Tensor, ranges: str, axis, check):
     """The reduced loss by ``compiled_kernel`` (``kernel(...)``), or ``None`` where it cannot run.
 
-    ``axis`` is the class axis (``None`` for losses without one); ``check(stats, narrowed)`` runs
-    the value checks on the kernel's ranges (it raises on bad input) before anything is returned;
-    ``narrowed``: the kernel read the labels clamped to int32 (a bad label is named from ``y``).
+    ``axis`` is the class axis (``None`` for losses without one); ``check(stats)`` runs the value
+    checks on the kernel's ranges (it raises on bad input), before anything is returned.
     """
     xd, yd = x.detach(), y.detach()
     label_axis = axis if axis is not None and y.dim() == x.dim() - 1 else None
-    labels = _narrow_labels(yd, getattr(module, "ignore_index", None)) if label_axis is not None else yd
-    out = compiled_kernel.run(module, xd, labels, ranges, label_axis)
+    ignore = getattr(module, "ignore_index", None)
+    narrow = label_axis is not None and _narrow(yd, x.shape[label_axis], ignore)
+    labels = yd.to(torch.int32) if narrow else None
+    out = compiled_kernel.run(module, xd, yd, ranges, label_axis, labels)
     if out is None:
         return None
     value, grad, stats = out
     if stats is not None:
-        check(stats, labels is not yd)
-    yd = labels
+        check(stats)
+    if labels is not None:  # in range (checked): the same labels
+        yd = labels
 
     def rerun():
-        again = compiled_kernel.run(module, xd, yd, "", label_axis)
+        again = compiled_kernel.run(module, xd, yd, "", label_axis, None)
         return None if again is None else again[1]
 
     def reference(x):
@@ -147,17 +151,16 @@ def loss(compiled_kernel, module, x: torch.Tensor, y: torch.Tensor, ranges: str,
 _INT32 = torch.iinfo(torch.int32)
 
 
-def _narrow_labels(labels: torch.Tensor, ignore_index) -> torch.Tensor:
-    """int64 labels as int32, clamped to int32's range (a label beyond it stays out of range).
+def _narrow(labels: torch.Tensor, num_classes: int, ignore_index) -> bool:
+    """Whether the kernel reads an int64 label map as int32 (the ranges still read the int64 one).
 
-    The kernels read a label map once per class (the overlap losses' sums per class): half the
-    bytes there make Dice and Tversky on 8x8x256x256 label maps ~1.5x faster.
+    From 4 classes on: the overlap losses compare the labels with every class, and half the bytes
+    make Dice and Tversky per class on 8x8x256x256 label maps ~1.3x faster; with 2 classes the
+    int32 copy (half the labels' size) would only add to the peak memory.
     """
-    if labels.dtype != torch.int64:
-        return labels
-    if ignore_index is not None and not _INT32.min < ignore_index < _INT32.max:
-        return labels
-    return labels.clamp(_INT32.min, _INT32.max).to(torch.int32)
+    if labels.dtype != torch.int64 or num_classes < 4:
+        return False
+    return ignore_index is None or _INT32.min < ignore_index < _INT32.max
 
 
 class DerivedLoss(torch.autograd.Function):
