@@ -258,6 +258,13 @@ def _label_map(g, n=2, c=3, size=(5, 4)):
     return torch.randint(0, c, (n, 1) + size, generator=g)
 
 
+def _monai_targets(kwargs, g):
+    """``(y_true, target_kind)`` for MONAI on (2, 3, 5, 4): labels where it one-hot encodes, else masks."""
+    if kwargs.get("to_onehot_y"):
+        return _label_map(g), "monai_labels"
+    return (torch.rand(2, 3, 5, 4, generator=g) < 0.4).double(), "same"
+
+
 @pytest.mark.parametrize("kwargs", [
     {"sigmoid": True}, {"softmax": True, "to_onehot_y": True},
     {"softmax": True, "to_onehot_y": True, "include_background": False, "squared_pred": True},
@@ -267,10 +274,7 @@ def _label_map(g, n=2, c=3, size=(5, 4)):
 ])
 def test_monai_dice(kwargs, g):
     x = torch.randn(2, 3, 5, 4, generator=g) * 3
-    if kwargs.get("to_onehot_y"):
-        check(ml.DiceLoss(**kwargs), x, _label_map(g), "monai_labels")
-    else:
-        check(ml.DiceLoss(**kwargs), x, (torch.rand(2, 3, 5, 4, generator=g) < 0.4).double())
+    check(ml.DiceLoss(**kwargs), x, *_monai_targets(kwargs, g))
 
 
 def test_monai_dice_empty_masks(g):
@@ -286,10 +290,7 @@ def test_monai_dice_empty_masks(g):
 ])
 def test_monai_tversky(kwargs, g):
     x = torch.randn(2, 3, 5, 4, generator=g) * 2
-    if kwargs.get("to_onehot_y"):
-        check(ml.TverskyLoss(**kwargs), x, _label_map(g), "monai_labels")
-    else:
-        check(ml.TverskyLoss(**kwargs), x, (torch.rand(2, 3, 5, 4, generator=g) < 0.4).double())
+    check(ml.TverskyLoss(**kwargs), x, *_monai_targets(kwargs, g))
 
 
 @pytest.mark.parametrize("w_type", ["square", "simple", "uniform"])

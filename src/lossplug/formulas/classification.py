@@ -94,6 +94,19 @@ def _shifted_logsumexp(xp, logits, axis):
     return z, xp.log(xp.sum(xp.exp(z), axis=axis))
 
 
+def _two_class_gap(xp, logits, axis):
+    """``x_1 - x_0`` where ``logits`` has two classes along its last axis, else ``None``.
+
+    Then the cross-entropy is a softplus of it: no 2-wide innermost reduction, which is slow under
+    XLA (Keras's layout). Along a leading axis, (N, 2, H, W), torch's derived kernel of the general
+    form is the faster one.
+    """
+    shape = xp.shape(logits)
+    if shape[axis] != 2 or axis % len(shape) != len(shape) - 1:
+        return None
+    return xp.select(logits, 1, axis) - xp.select(logits, 0, axis)
+
+
 def _broadcast_weights(xp, class_weights, like, axis):
     """Class weights shaped to broadcast along ``axis`` of ``like``."""
     shape = [1] * len(xp.shape(like))
@@ -125,9 +138,8 @@ def categorical_ce(
     if class_weights is not None:
         w = _broadcast_weights(xp, class_weights, y_pred, axis)
         y, weight = w * y, xp.sum(w * y_true, axis=axis)
-    last = axis % len(xp.shape(y_pred)) == len(xp.shape(y_pred)) - 1
-    if from_logits and num_classes == 2 and last:  # lse(x) - x_0 = softplus(x_1 - x_0), the same for x_1
-        d = xp.select(y_pred, 1, axis) - xp.select(y_pred, 0, axis)
+    d = _two_class_gap(xp, y_pred, axis) if from_logits else None
+    if d is not None:  # lse(x) - x_0 = softplus(x_1 - x_0), the same for x_1
         loss = xp.select(y, 0, axis) * xp.softplus(d) + xp.select(y, 1, axis) * xp.softplus(-d)
     elif from_logits:  # sum_c y_c (lse - z_c), z = x - max x: non-negative terms
         z, lse = _shifted_logsumexp(xp, y_pred, axis)
@@ -165,11 +177,8 @@ def sparse_categorical_ce(
         keep = labels != ignore_index
         labels = xp.where(keep, labels, 0 * labels)
     index = xp.expand_dims(labels, axis)
-    last = axis % len(xp.shape(y_pred)) == len(xp.shape(y_pred)) - 1
-    if from_logits and num_classes == 2 and last and not label_smoothing:
-        # two classes along the last axis: lse(x) - x_label = softplus(x_other - x_label), no 2-wide
-        # innermost reduction (slow under XLA); along a leading axis (N, 2, H, W) the general form
-        d = xp.select(y_pred, 1, axis) - xp.select(y_pred, 0, axis)
+    d = _two_class_gap(xp, y_pred, axis) if from_logits and not label_smoothing else None
+    if d is not None:  # lse(x) - x_label = softplus(x_other - x_label)
         nll = xp.softplus(xp.where(labels == 1, -d, d))
     elif from_logits:  # lse(z) - z_label, z = x - max x: no log-softmax tensor
         z, lse = _shifted_logsumexp(xp, y_pred, axis)

@@ -33,6 +33,11 @@ def _ratio(xp, num, den):
     return xp.where(positive, num / xp.where(positive, den, one), one)
 
 
+def _ratio_rule(numerics):
+    """The overlap ratio's division: MONAI's plain one (``numerics="monai"``, 0/0 is NaN), else ``_ratio``."""
+    return division if numerics == "monai" else _ratio
+
+
 def monai_channels(xp, y_pred, axis, from_logits, activation, include_background, numerics):
     """``(from_logits, include_background)`` as MONAI applies them (``numerics="monai"``): on a
     single channel its losses ignore ``softmax=True`` (y_pred is taken as it is) and
@@ -91,8 +96,7 @@ def tversky(
     )
     tp, p_sum, y_sum = aggregate(xp, (tp, p_sum, y_sum), aggregation, sync_dist)
     den = tp + alpha * (p_sum - tp) + beta * (y_sum - tp) + smooth
-    ratio = division if numerics == "monai" else _ratio
-    loss = 1.0 - ratio(xp, tp if numerics == "keras" else tp + smooth, den)
+    loss = 1.0 - _ratio_rule(numerics)(xp, tp if numerics == "keras" else tp + smooth, den)
     if gamma != 1.0:
         # the rounding of P - TP can leave loss a hair below 0; at 0 the power and (for gamma < 1)
         # its gradient are taken at 1 instead, and the value set to 0
@@ -117,7 +121,7 @@ def jaccard(
         per_class=per_class, include_background=include_background, ignore_index=ignore_index,
     )
     tp, total = aggregate(xp, (tp, p_sum + y_sum), aggregation, sync_dist)
-    loss = 1.0 - (division if numerics == "monai" else _ratio)(xp, tp + smooth, total - tp + smooth)
+    loss = 1.0 - _ratio_rule(numerics)(xp, tp + smooth, total - tp + smooth)
     return class_mean(xp, loss, per_class, class_weights, include_background), None
 
 
@@ -144,8 +148,7 @@ def generalized_dice(
     if class_weights is not None:
         w = w * xp.constant(class_weights if include_background else class_weights[1:], w)
     num = 2.0 * xp.sum(w * tp, axis=-1) + smooth
-    ratio = division if numerics == "monai" else _ratio
-    return 1.0 - ratio(xp, num, xp.sum(w * total, axis=-1) + smooth), None
+    return 1.0 - _ratio_rule(numerics)(xp, num, xp.sum(w * total, axis=-1) + smooth), None
 
 
 def _generalized_weights(xp, y_sum, weight_type):

@@ -83,7 +83,7 @@ def _categorical_ce(m, x, y, axis):
 
 
 def _kl_div(m, q, p, axis):
-    if m.log_input or axis != 1 or m.numerics != "lossplug":
+    if m.log_input or axis != 1:
         return None  # log_input may hold -inf where p = 0; the formula's where() handles that
     log_q = F.log_softmax(q, dim=1) if m.from_logits else torch.log(torch.clamp(q, m.eps, 1.0))
     total = F.kl_div(log_q, p, reduction="sum")
