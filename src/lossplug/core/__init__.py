@@ -354,7 +354,8 @@ def keras_reduce(
         counted = factor if weight is None else weight if factor is None else weight * factor
     else:
         counted = m if weight is None else weight if m is None else weight * m
-    ones = xp.cast_like(xp.where(values == values, 1.0, 1.0), values)  # 1 per value, inf and NaN too
+    # 1 per value (not computed from the values: a compiler sees the count is the values' size)
+    ones = xp.ones_like(values)
     den = xp.sum(ones if counted is None else counted * ones)  # counted broadcast to the values
     return mean_ratio(xp, total, xp.all_reduce_sum(den), numerics)
 

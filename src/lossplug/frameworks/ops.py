@@ -77,6 +77,9 @@ class NumpyBackend:
     def relu(self, x):
         return np.maximum(x, 0.0)
 
+    def ones_like(self, x):
+        return np.ones_like(x)
+
     def max(self, x, axis=None, keepdims=False):
         return np.max(x, axis=axis, keepdims=keepdims)
 
@@ -249,6 +252,9 @@ class TorchBackend:
     def relu(self, x):
         return self.torch.relu(x)
 
+    def ones_like(self, x):
+        return self.torch.ones_like(x)
+
     def max(self, x, axis=None, keepdims=False):
         if axis is None:
             return x.amax()
@@ -388,7 +394,7 @@ class KerasBackend:
 
     def __getattr__(self, name):
         # log, abs, square, minimum, where, clip, expand_dims, squeeze, take_along_axis, reshape,
-        # softplus, log_sigmoid, sigmoid, take: keras.ops already has them under these names.
+        # softplus, log_sigmoid, sigmoid, take, ones_like: keras.ops already has them under these names.
         return getattr(self.ops, name)
 
     def sum(self, x, axis=None, keepdims=False):
