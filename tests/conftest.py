@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from loss_cases import tolerances
+
+_ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(params=["float32", "float64"])
@@ -27,3 +31,38 @@ def _seed_torch():
 
     if "torch" in sys.modules:
         sys.modules["torch"].manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def docs_site(tmp_path_factory):
+    """The docs site built once per run (``mkdocs build --strict``, 20-30 s), read by test_docs and
+    test_docs_math.
+
+    Under pytest-xdist (scripts/test.sh) the workers share one build: the first to need it builds
+    it into the run's common temporary folder under a file lock, the others wait and read it.
+    """
+    import os
+    import subprocess
+    import sys
+
+    try:
+        import fcntl
+    except ImportError:  # no POSIX locks (Windows): each worker builds its own copy
+        fcntl = None
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER") and fcntl is not None:
+        base = base.parent  # the folder this run's workers share
+    out, done = base / "docs_site", base / "docs_site.built"
+    with open(base / "docs_site.lock", "w") as lock:
+        if fcntl is not None:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not done.exists():
+            env = dict(os.environ, DISABLE_MKDOCS_2_WARNING="true", NO_MKDOCS_2_WARNING="1",
+                       TF_CPP_MIN_LOG_LEVEL="3")
+            mkdocs = Path(sys.executable).with_name("mkdocs")
+            proc = subprocess.run([str(mkdocs), "build", "--strict", "-d", str(out)], cwd=_ROOT,
+                                  env=env, capture_output=True, text=True, timeout=900)
+            assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+            assert "WARNING -" not in proc.stderr
+            done.touch()
+    return out

@@ -1,14 +1,13 @@
 """The docs site: it builds with ``mkdocs build --strict``, and what it shows is true.
 
 The build (about 20-30 s on 2 cores: it imports torch, Keras and draws nine plots) runs once per
-module; the checks then read the built HTML: every loss page has its math, a real plot and
-examples whose numbers are what the code gives; the API reference shows the generated signatures.
+run (tests/conftest.py's docs_site, shared with test_docs_math); the checks then read the built
+HTML: every loss page has its math, a real plot and examples whose numbers are what the code
+gives; the API reference shows the generated signatures.
 """
 
 import html
-import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 
@@ -19,7 +18,6 @@ import yaml
 from lossplug._spec import REGISTRY
 
 ROOT = Path(__file__).resolve().parent.parent
-MKDOCS = Path(sys.executable).with_name("mkdocs")
 
 
 def test_nav_lists_every_loss_and_every_page():
@@ -51,15 +49,9 @@ def test_nav_lists_every_loss_and_every_page():
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory):
-    out = tmp_path_factory.mktemp("site")
-    env = dict(os.environ, DISABLE_MKDOCS_2_WARNING="true", NO_MKDOCS_2_WARNING="1",
-               TF_CPP_MIN_LOG_LEVEL="3")
-    proc = subprocess.run([str(MKDOCS), "build", "--strict", "-d", str(out)], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "WARNING -" not in proc.stderr
-    return out
+def site(docs_site):
+    """The site built once per run by ``mkdocs build --strict`` (tests/conftest.py's docs_site)."""
+    return docs_site
 
 
 def _article(path: Path) -> str:

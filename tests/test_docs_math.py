@@ -29,7 +29,6 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-MKDOCS = Path(sys.executable).with_name("mkdocs")
 PAGES = ["losses/huber/", "api/torch/"]
 
 
@@ -67,14 +66,9 @@ def test_vendored_mathjax_is_version_3_from_the_installed_package():
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory):
-    out = tmp_path_factory.mktemp("site_math")
-    env = dict(os.environ, DISABLE_MKDOCS_2_WARNING="true", NO_MKDOCS_2_WARNING="1",
-               TF_CPP_MIN_LOG_LEVEL="3")
-    proc = subprocess.run([str(MKDOCS), "build", "--strict", "-d", str(out)], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return out
+def site(docs_site):
+    """The site built once per run by ``mkdocs build --strict`` (tests/conftest.py's docs_site)."""
+    return docs_site
 
 
 @pytest.mark.slow
@@ -133,7 +127,7 @@ def server(site):
     httpd.server_close()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # session, as docs_site is: so it comes first, before the build
 def chromium() -> str:
     """The browser, or a clean skip before the site is built (a failure under .ci/run)."""
     found = shutil.which("chromium") or shutil.which("chromium-browser")
