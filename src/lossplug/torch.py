@@ -10,6 +10,7 @@ gradient, compiled by inductor on first use, the same values; ``fused_kernels(Fa
 
 from __future__ import annotations
 
+import functools
 import types
 
 from lossplug._optional import missing
@@ -45,6 +46,21 @@ def _as_tensors(y_pred, y_true):
         # of any dtype compute in y_pred's; integer label maps (an axis fewer) stay integers
         y_true = y_true.to(y_pred.dtype)
     return y_pred, y_true
+
+
+def _signature(y_pred, y_true):
+    """What decides a call's route, checks aside: plain tensors' shapes, dtypes, device and
+    gradient needs (``None`` for anything else, which takes the full path)."""
+    if type(y_pred) is not torch.Tensor or type(y_true) is not torch.Tensor:
+        return None
+    return (y_pred.shape, y_true.shape, y_pred.dtype, y_true.dtype, y_pred.device,
+            y_pred.requires_grad, y_true.requires_grad, torch.is_grad_enabled())
+
+
+def _remember(routes, given, route):
+    if len(routes) >= 64:  # (shapes that change every call: no unbounded growth)
+        routes.clear()
+    routes[_signature(*given)] = route
 
 
 def _own_copy(fn, cls):
@@ -107,6 +123,10 @@ class LossModule(LossAdapter, nn.Module):
         self.register_buffer("class_weights", weights)
         return True
 
+    def __getstate__(self):
+        state = super().__getstate__()  # (compiled kernels do not pickle; the next call plans anew)
+        return {k: v for k, v in state.items() if k != "_plan"}
+
     def _apply(self, fn, *args, **kwargs):
         out = super()._apply(fn, *args, **kwargs)
         self.__dict__.pop("_plan", None)
@@ -118,14 +138,21 @@ class LossModule(LossAdapter, nn.Module):
         return out
 
     def forward(self, y_pred: torch.Tensor, y_true: torch.Tensor) -> torch.Tensor:
+        plan = self.__dict__.get("_plan")
+        if plan is not None and not torch.compiler.is_compiling():
+            route = plan[4].get(_signature(y_pred, y_true))
+            if route is not None:  # inputs like an earlier call's: its route, checks included
+                return route(y_pred, y_true)
+        given = y_pred, y_true
         y_pred, y_true = _as_tensors(y_pred, y_true)
-        plan = self.__dict__.get("_plan") or self._make_plan()
-        spec, (params, ranges, native, kernel) = self.spec, plan
+        plan = plan or self._make_plan()
+        spec, (params, ranges, native, kernel, routes) = self.spec, plan
         axis = _core.class_axis(spec, params, y_pred.dim(), "torch")
         y_true = _core.check_shapes(spec, _xp, y_pred, y_true, params, axis)
         checked = False
         if self.reduction != "none":
-            if derived.applicable(y_pred, y_true, derived.min_numel(spec, native is not None)):
+            min_size = derived.min_numel(spec, native is not None)
+            if derived.applicable(y_pred, y_true, min_size):
                 if kernel is None:
                     kernel = plan[3] = derived.kernel(type(self), params)
                 def check(stats):
@@ -137,6 +164,9 @@ class LossModule(LossAdapter, nn.Module):
             if native is not None and not torch.compiler.is_compiling():
                 out = self._checked_native(native, y_pred, y_true, params, axis)
                 if out is not None:
+                    unchanged = given[0] is y_pred and given[1] is y_true
+                    if unchanged and derived.never_applicable(y_pred, y_true, min_size):
+                        _remember(routes, given, self._route(native, params, axis))
                     return out
                 checked = True
         if not checked:
@@ -165,17 +195,26 @@ class LossModule(LossAdapter, nn.Module):
         _core.check_values(spec, _xp, y_pred, y_true, params, axis)
         return native(self, y_pred, y_true, axis)
 
+    def _route(self, native, params, axis):
+        """``route(y_pred, y_true)``: torch's kernel after the value checks, or alone where none
+        reads the data (``mse``, ``mae``, ``huber``)."""
+        if not _core.has_value_checks(self.spec, params):
+            return lambda y_pred, y_true: native(self, y_pred, y_true, axis)
+        return functools.partial(self._checked_native, native, params=params, axis=axis)
+
     def _make_plan(self):
         """What every call needs and no call changes: the parameters, the ranges the value checks
-        read, torch's own kernel for them (not for a subclass's own formula) and the derived
-        kernel. Kept until a parameter is set or the module moves (``_apply``)."""
+        read, torch's own kernel for them (not for a subclass's own formula), the derived kernel,
+        and the routes taken by inputs of each signature (``_signature``) where torch's kernel ran.
+        Kept until a parameter is set or the module moves (``_apply``); not pickled."""
         params = self.params()
         own_formula = type(self).terms is LossModule.terms  # (no native route takes a score)
         # the routes compute lossplug's numerics (a ported loss's numerics="torch" mean is NaN where
         # nothing counts, "monai" switches to BCE on one channel): the formula computes the others
         lossplug_numerics = params.get("numerics", "lossplug") == "lossplug"
         native = torch_native.ROUTES.get(self.spec.name) if own_formula and lossplug_numerics else None
-        plan = [params, _core.ranges_needed(self.spec, params), native, None]  # kernel: on first use
+        # the derived kernel is made on first use; routes: by input signature, the route taken
+        plan = [params, _core.ranges_needed(self.spec, params), native, None, {}]
         if not torch.compiler.is_compiling():  # a graph does not keep Python state between calls
             self.__dict__["_plan"] = plan
         return plan

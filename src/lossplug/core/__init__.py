@@ -106,7 +106,7 @@ def check_values(spec: LossSpec, xp, y_pred, y_true, params, axis, ranges=None):
     them in its own pass (``y_true``'s with ``ignore_index`` entries counted as 0); the rest are
     taken here.
     """
-    if not (_VALUE_CHECKS and xp.is_concrete(y_pred)) or not _has_value_checks(spec, params):
+    if not (_VALUE_CHECKS and xp.is_concrete(y_pred)) or not has_value_checks(spec, params):
         return
     if 0 in xp.shape(y_pred):  # an empty batch has no values to check
         return
@@ -167,7 +167,7 @@ def check_values(spec: LossSpec, xp, y_pred, y_true, params, axis, ranges=None):
         raise _range_error(spec, "y_true (targets)", lo, hi, "[0, 1]")
 
 
-def _has_value_checks(spec: LossSpec, params) -> bool:
+def has_value_checks(spec: LossSpec, params) -> bool:
     """Whether ``check_values`` reads the data: the losses with ``from_logits`` and ``spec.checks``."""
     return "from_logits" in params or bool(spec.checks)
 
@@ -370,7 +370,7 @@ def poison(spec: LossSpec, xp, y_pred, y_true, params, axis, loss):
     {0, 1} and {-1, 1} (``spec.checks``). NaN or inf in logits propagate through the formula by themselves.
     In eager mode (the checks ran) and with ``value_checks(False)`` the loss is returned as it is.
     """
-    if not _VALUE_CHECKS or not _has_value_checks(spec, params) or xp.is_concrete(y_pred):
+    if not _VALUE_CHECKS or not has_value_checks(spec, params) or xp.is_concrete(y_pred):
         return loss
 
     if 0 in xp.shape(y_pred) or spec.checks == "finite":  # (NaN, inf: the cosine is NaN by itself)

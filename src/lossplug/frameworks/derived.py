@@ -106,14 +106,19 @@ def kernel(cls, params: dict) -> compiled.Kernel:
 
 def applicable(x: torch.Tensor, y: torch.Tensor, min_size: int) -> bool:
     """Whether the derived kernel may compute ``loss(x, y)`` and its gradient here."""
-    return (
+    return not never_applicable(x, y, min_size) and compiled.usable()
+
+
+def never_applicable(x: torch.Tensor, y: torch.Tensor, min_size: int) -> bool:
+    """Whether inputs of ``x``'s and ``y``'s shapes, dtypes, device and gradient needs never take
+    the derived kernel, whatever the kernels' switch and the transforms around the call."""
+    return not (
         x.numel() >= min_size
         and torch.is_grad_enabled()
         and x.requires_grad
         and not y.requires_grad
         and x.dtype in _DTYPES
         and x.device.type in _DEVICES
-        and compiled.usable()
     )
 
 
