@@ -23,6 +23,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from recipes.data import Split
+from recipes.models import builder_kwargs
 from recipes.tasks import metrics
 
 PRECISION_POLICIES = {"32-true": "float32", "32": "float32", "bf16-mixed": "mixed_bfloat16",
@@ -104,6 +105,19 @@ def device() -> str:
     return "unknown"
 
 
+def learning_rate(optimizer_cfg: DictConfig):
+    """``optimizer.lr``, or with ``optimizer.warmup_steps`` > 1 a linear warmup to it: update ``t``
+    (from 0) uses ``lr * min(1, (t + 1) / warmup_steps)``, then ``lr`` — the Lightning path's
+    ``LinearLR(start_factor=1 / warmup_steps, total_iters=warmup_steps - 1)``. Keras's
+    ``CosineDecay`` warms up linearly from ``initial_learning_rate`` to ``warmup_target``; with
+    ``alpha=1`` its decay part stays at ``warmup_target``."""
+    lr, warmup = float(optimizer_cfg.lr), int(optimizer_cfg.get("warmup_steps") or 0)
+    if warmup <= 1:
+        return lr
+    return keras.optimizers.schedules.CosineDecay(initial_learning_rate=lr / warmup, decay_steps=1, alpha=1.0,
+                                                  warmup_target=lr, warmup_steps=warmup - 1)
+
+
 def fit(cfg: DictConfig, split: Split, y_train: np.ndarray, y_test: np.ndarray, out_dir: Path) -> dict:
     """Train with ``model.fit``; returns the test outputs and run facts."""
     precision = str(cfg.trainer.precision)
@@ -116,11 +130,12 @@ def fit(cfg: DictConfig, split: Split, y_train: np.ndarray, y_test: np.ndarray, 
         import torch
 
         torch.set_num_threads(int(cfg.threads))
-    model = instantiate(cfg.model, framework="keras", in_shape=split.in_shape, n_outputs=split.n_outputs)
+    model = instantiate(cfg.model, framework="keras", in_shape=split.in_shape, n_outputs=split.n_outputs,
+                        **builder_kwargs(cfg.model, split.y_train, split.n_outputs))
     loss = instantiate(cfg.loss, framework="keras")
     # a CombinedLoss (loss=dice_ce, ...) logs each term as <term>_loss and val_<term>_loss
     term_metrics = loss.term_metrics() if hasattr(loss, "term_metrics") else None
-    model.compile(optimizer=keras.optimizers.AdamW(learning_rate=float(cfg.optimizer.lr),
+    model.compile(optimizer=keras.optimizers.AdamW(learning_rate=learning_rate(cfg.optimizer),
                                                    weight_decay=float(cfg.optimizer.weight_decay)),
                   loss=loss, metrics=term_metrics)
     (out_dir / "keras").mkdir(exist_ok=True)

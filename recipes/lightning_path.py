@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, Sampler, TensorDataset
 
 from recipes.data import Split
+from recipes.models import builder_kwargs
 from recipes.tasks import from_torch_layout, to_torch_layout
 
 
@@ -99,7 +100,8 @@ class LossplugModule(L.LightningModule):
     """``net`` trained with ``loss``; validation logs ``val_loss`` and the task's torchmetrics."""
 
     def __init__(self, net: torch.nn.Module, loss: torch.nn.Module, *, loss_config: dict, kind: str,
-                 n_outputs: int, lr: float, weight_decay: float = 0.0, class_names: list | None = None):
+                 n_outputs: int, lr: float, weight_decay: float = 0.0, warmup_steps: int = 0,
+                 class_names: list | None = None):
         super().__init__()
         self.save_hyperparameters(ignore=["net", "loss"])
         self.net, self.loss = net, loss
@@ -159,8 +161,16 @@ class LossplugModule(L.LightningModule):
         return out.argmax(1), y
 
     def configure_optimizers(self):
-        return torch.optim.AdamW(self.parameters(), lr=self.hparams.lr,
-                                 weight_decay=self.hparams.weight_decay)
+        optimizer = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr,
+                                      weight_decay=self.hparams.weight_decay)
+        warmup = int(self.hparams.warmup_steps)
+        if warmup <= 1:
+            return optimizer
+        # Linear warmup, stepped per batch: update t (from 0) uses lr * min(1, (t + 1) / warmup),
+        # then lr; the Keras path's schedule is the same (keras_path.learning_rate).
+        scheduler = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=1.0 / warmup, end_factor=1.0,
+                                                      total_iters=warmup - 1)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 
 def _tensor(array: np.ndarray) -> torch.Tensor:
@@ -184,11 +194,13 @@ def fit(cfg: DictConfig, split: Split, y_train: np.ndarray, y_test: np.ndarray, 
     """Train with Lightning; returns the test outputs (channels-last) and run facts."""
     torch.set_num_threads(int(cfg.threads))
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
-    net = instantiate(cfg.model, framework="torch", in_shape=split.in_shape, n_outputs=split.n_outputs)
+    net = instantiate(cfg.model, framework="torch", in_shape=split.in_shape, n_outputs=split.n_outputs,
+                      **builder_kwargs(cfg.model, split.y_train, split.n_outputs))
     loss = instantiate(cfg.loss, framework="torch")
     module = LossplugModule(net, loss, loss_config=OmegaConf.to_container(cfg.loss, resolve=True),
                             kind=cfg.task.kind, n_outputs=split.n_outputs, lr=float(cfg.optimizer.lr),
                             weight_decay=float(cfg.optimizer.weight_decay),
+                            warmup_steps=int(cfg.optimizer.get("warmup_steps") or 0),
                             class_names=split.info.get("classes"))
     x_train, x_test = _tensor(split.x_train), _tensor(split.x_test)
     train = DataLoader(TensorDataset(x_train, _tensor(y_train)), batch_size=int(cfg.batch_size),

@@ -7,6 +7,40 @@ channels-last; the builders take the channels-last ``in_shape`` of the data in b
 
 from __future__ import annotations
 
+import numpy as np
+
+HEAD_BIAS = (None, "log_prior")
+
+
+def class_priors(labels: np.ndarray, n_outputs: int) -> list[float]:
+    """The training pixels' (or samples') class frequencies: a label map's bincount over ``n_outputs``
+    classes, or for one output (a binary mask) the fraction of positives."""
+    labels = np.asarray(labels)
+    if n_outputs == 1:
+        return [float(np.mean(labels > 0.5))]
+    counts = np.bincount(labels.reshape(-1).astype(np.int64), minlength=n_outputs)[:n_outputs]
+    return (counts / counts.sum()).tolist()
+
+
+def prior_logits(priors: list[float], eps: float = 1e-4) -> np.ndarray:
+    """Final-layer biases whose softmax (or, for one output, sigmoid) is ``priors`` — the prior
+    initialisation of RetinaNet (Lin et al. 2017): the net starts at the class frequencies, not at
+    uniform probabilities."""
+    p = np.clip(np.asarray(priors, dtype=np.float64), eps, 1.0 - eps)
+    if len(p) == 1:
+        return np.log(p / (1.0 - p)).astype(np.float32)
+    logits = np.log(p)
+    return (logits - logits.mean()).astype(np.float32)
+
+
+def builder_kwargs(model_cfg, labels: np.ndarray, n_outputs: int) -> dict:
+    """What a model builder needs from the data besides its shapes: the class priors when the
+    config asks for ``head_bias: log_prior``."""
+    head_bias = model_cfg.get("head_bias")
+    if head_bias not in HEAD_BIAS:
+        raise ValueError(f"model.head_bias must be one of {HEAD_BIAS}, not {head_bias!r}")
+    return {"class_priors": class_priors(labels, n_outputs)} if head_bias == "log_prior" else {}
+
 
 def mlp(*, framework: str, in_shape: tuple[int, ...], n_outputs: int, hidden: list[int] = ()):
     """A multilayer perceptron with ReLU hidden layers; ``hidden=[]`` is a linear model."""
@@ -26,13 +60,34 @@ def mlp(*, framework: str, in_shape: tuple[int, ...], n_outputs: int, hidden: li
     return keras.Sequential([*layers, keras.layers.Dense(n_outputs)], name="mlp")
 
 
-def segnet(*, framework: str, in_shape: tuple[int, ...], n_outputs: int, width: int = 16, depth: int = 2):
-    """A tiny U-Net: two 3×3 convolutions per level, ``depth`` poolings (width doubling), skips."""
+def segnet(*, framework: str, in_shape: tuple[int, ...], n_outputs: int, width: int = 16, depth: int = 2,
+           head_bias: str | None = None, class_priors: list[float] | None = None):
+    """A tiny U-Net: two 3×3 convolutions per level, ``depth`` poolings (width doubling), skips.
+
+    ``head_bias``: ``None`` keeps the framework's initial bias of the final 1×1 convolution (torch:
+    uniform in ±1/√fan_in, Keras: zeros);
+    ``"log_prior"`` sets it to :func:`prior_logits` of ``class_priors`` (the recipes pass the
+    training labels' frequencies, :func:`builder_kwargs`).
+    """
     size, _, channels = in_shape
     if size % 2**depth:
         raise ValueError(f"segnet: image size {size} is not divisible by 2**depth = {2**depth}")
+    if head_bias not in HEAD_BIAS:
+        raise ValueError(f"segnet: head_bias must be one of {HEAD_BIAS}, not {head_bias!r}")
+    bias = None
+    if head_bias == "log_prior":
+        if class_priors is None or len(class_priors) != n_outputs:
+            raise ValueError(f"segnet: head_bias='log_prior' needs {n_outputs} class_priors, "
+                             f"got {class_priors}")
+        bias = prior_logits(class_priors)
     if framework == "torch":
-        return _torch_segnet_class()(channels, n_outputs, width, depth)
+        import torch
+
+        net = _torch_segnet_class()(channels, n_outputs, width, depth)
+        if bias is not None:
+            with torch.no_grad():
+                net.head.bias.copy_(torch.from_numpy(bias))
+        return net
     import keras
     from keras import layers
 
@@ -50,7 +105,11 @@ def segnet(*, framework: str, in_shape: tuple[int, ...], n_outputs: int, width: 
     x = block(x, width * 2**depth)
     for level in reversed(range(depth)):
         x = block(layers.Concatenate()([layers.UpSampling2D(2)(x), skips[level]]), width * 2**level)
-    return keras.Model(inputs, layers.Conv2D(n_outputs, 1)(x), name="segnet")
+    head = layers.Conv2D(n_outputs, 1)
+    model = keras.Model(inputs, head(x), name="segnet")
+    if bias is not None:
+        head.bias.assign(bias)
+    return model
 
 
 def _torch_segnet_class():
