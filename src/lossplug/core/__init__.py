@@ -376,8 +376,11 @@ def poison(spec: LossSpec, xp, y_pred, y_true, params, axis, loss):
     if 0 in xp.shape(y_pred) or spec.checks == "finite":  # (NaN, inf: the cosine is NaN by itself)
         return loss  # an empty batch: nothing to judge, the empty result as it is
 
-    def outside(x, lo, hi):  # 1.0 if any x is NaN or outside [lo, hi]: two reductions, no tensor
-        inside = xp.where(xp.min(x) >= lo, 1.0, 0.0) * xp.where(xp.max(x) <= hi, 1.0, 0.0)
+    def outside(x, lo, hi):  # 1.0 if any x is outside [lo, hi]: a reduction per finite bound
+        # (NaN: XLA's min and max on TensorFlow skip it, but the formulas carry a NaN input through)
+        inside = 1.0 if lo == -float("inf") else xp.where(xp.min(x) >= lo, 1.0, 0.0)
+        if hi != float("inf"):
+            inside = inside * xp.where(xp.max(x) <= hi, 1.0, 0.0)
         return 1.0 - xp.cast_like(inside, loss)
 
     bad = []
