@@ -7,7 +7,9 @@ in a subprocess (``KERAS_BACKEND=tensorflow`` or ``jax``) and merges the JSON ro
 
 Forward + backward (the gradient with respect to ``y_pred``) is one compiled function:
 ``tf.function(jit_compile=True)`` around a ``GradientTape`` on TensorFlow, ``jax.jit`` of
-``jax.value_and_grad`` on JAX. Under XLA lossplug's value checks are skipped (no concrete values).
+``jax.value_and_grad`` on JAX. Under XLA lossplug's value checks cannot raise: they make the loss
+NaN on bad input (``core.poison``), which reads each checked input once or twice more;
+``lossplug (checks off)`` is the same loss traced inside ``lossplug.value_checks(False)``.
 """
 
 from __future__ import annotations
@@ -116,6 +118,7 @@ def rows(quick: bool) -> list[dict]:
     import keras
 
     from benchmarks._timing import interleaved
+    from lossplug import value_checks
 
     backend = keras.backend.backend()
     # the grid: every loss at 1e5 and 4e6 elements; the class losses also at C = 2, 64, 1000
@@ -136,6 +139,9 @@ def rows(quick: bool) -> list[dict]:
         y = y.astype("int32" if kind == "labels" else "float32")
         cands = {"lossplug": _compiled(backend, ours, y, x), "keras": _compiled(backend, builtin, y, x)}
         values = {k: f() for k, f in cands.items()}  # also compiles
+        with value_checks(False):  # decided when traced: the first call
+            cands["lossplug (checks off)"] = _compiled(backend, ours, y, x)
+            values["lossplug (checks off)"] = cands["lossplug (checks off)"]()
         timings = interleaved(cands, rounds=rounds, budget_s=budget)
         for impl, t in timings.items():
             out.append({
