@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 HEAD_BIAS = (None, "log_prior")
+NORM = (None, "batch")
 
 
 def class_priors(labels: np.ndarray, n_outputs: int) -> list[float]:
@@ -61,13 +62,19 @@ def mlp(*, framework: str, in_shape: tuple[int, ...], n_outputs: int, hidden: li
 
 
 def segnet(*, framework: str, in_shape: tuple[int, ...], n_outputs: int, width: int = 16, depth: int = 2,
-           head_bias: str | None = None, class_priors: list[float] | None = None):
+           head_bias: str | None = None, class_priors: list[float] | None = None, norm: str | None = None):
     """A tiny U-Net: two 3×3 convolutions per level, ``depth`` poolings (width doubling), skips.
 
     ``head_bias``: ``None`` keeps the framework's initial bias of the final 1×1 convolution (torch:
     uniform in ±1/√fan_in, Keras: zeros);
     ``"log_prior"`` sets it to :func:`prior_logits` of ``class_priors`` (the recipes pass the
     training labels' frequencies, :func:`builder_kwargs`).
+
+    ``norm``: ``None`` (the default) is conv → ReLU; ``"batch"`` puts a batch normalisation between
+    every 3×3 convolution and its ReLU (conv → BN → ReLU, not the 1×1 head), the same in both
+    frameworks: torch's ``BatchNorm2d`` defaults (momentum 0.1, eps 1e-5), Keras's
+    ``BatchNormalization(momentum=0.9, epsilon=1e-5)`` (Keras's momentum is the running average's
+    keep fraction, torch's the update fraction).
     """
     size, _, channels = in_shape
     if size % 2**depth:
@@ -80,10 +87,12 @@ def segnet(*, framework: str, in_shape: tuple[int, ...], n_outputs: int, width: 
             raise ValueError(f"segnet: head_bias='log_prior' needs {n_outputs} class_priors, "
                              f"got {class_priors}")
         bias = prior_logits(class_priors)
+    if norm not in NORM:
+        raise ValueError(f"segnet: norm must be one of {NORM}, not {norm!r}")
     if framework == "torch":
         import torch
 
-        net = _torch_segnet_class()(channels, n_outputs, width, depth)
+        net = _torch_segnet_class()(channels, n_outputs, width, depth, norm)
         if bias is not None:
             with torch.no_grad():
                 net.head.bias.copy_(torch.from_numpy(bias))
@@ -93,7 +102,12 @@ def segnet(*, framework: str, in_shape: tuple[int, ...], n_outputs: int, width: 
 
     def block(x, w):
         for _ in range(2):
-            x = layers.Conv2D(w, 3, padding="same", activation="relu")(x)
+            if norm == "batch":
+                x = layers.Conv2D(w, 3, padding="same")(x)
+                x = layers.BatchNormalization(momentum=0.9, epsilon=1e-5)(x)
+                x = layers.Activation("relu")(x)
+            else:
+                x = layers.Conv2D(w, 3, padding="same", activation="relu")(x)
         return x
 
     inputs = keras.Input((size, size, channels))
@@ -116,13 +130,19 @@ def _torch_segnet_class():
     import torch
     from torch import nn
 
-    def block(c_in, c_out):
-        return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1), nn.ReLU(),
-                             nn.Conv2d(c_out, c_out, 3, padding=1), nn.ReLU())
+    def conv(c_in, c_out, norm):
+        layers = [nn.Conv2d(c_in, c_out, 3, padding=1)]
+        if norm == "batch":
+            layers.append(nn.BatchNorm2d(c_out))
+        return [*layers, nn.ReLU()]
 
     class SegNet(nn.Module):
-        def __init__(self, channels: int, n_outputs: int, width: int, depth: int):
+        def __init__(self, channels: int, n_outputs: int, width: int, depth: int, norm: str | None = None):
             super().__init__()
+
+            def block(c_in, c_out):
+                return nn.Sequential(*conv(c_in, c_out, norm), *conv(c_out, c_out, norm))
+
             widths = [width * 2**level for level in range(depth + 1)]
             inputs = [channels] + widths[:-2]
             pairs = zip(inputs, widths[:-1], strict=True)

@@ -107,3 +107,50 @@ def test_keras_segnet_starts_at_the_priors():
     assert p[1, 4, 2] == pytest.approx(priors, rel=1e-5)
     plain = segnet(framework="keras", in_shape=(8, 8, 1), n_outputs=3)
     assert not plain.layers[-1].get_weights()[1].any()  # Keras's zero bias stays the default
+
+
+def test_torch_segnet_norm_batch():
+    import torch
+
+    plain = segnet(framework="torch", in_shape=(8, 8, 1), n_outputs=3)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in plain.modules())
+    net = segnet(framework="torch", in_shape=(8, 8, 1), n_outputs=3, norm="batch")
+    norms = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert len(norms) == 10  # two per block: 2 down, the bottom, 2 up
+    first = net.down[0]
+    assert [type(m).__name__ for m in first] == ["Conv2d", "BatchNorm2d", "ReLU"] * 2
+    x = torch.randn(4, 1, 8, 8)
+    net.train()
+    assert net(x).shape == (4, 3, 8, 8)
+    # in training mode the first norm's output is standardised per channel (batch statistics)
+    h = first[1](first[0](x)).detach()
+    assert h.mean(dim=(0, 2, 3)).abs().max() < 1e-5
+    assert h.var(dim=(0, 2, 3), unbiased=False).numpy() == pytest.approx(np.ones(16), rel=1e-3)
+    assert float(first[1].running_mean.abs().sum()) > 0  # the running statistics moved
+    net.eval()
+    assert net(x).shape == (4, 3, 8, 8)
+    with pytest.raises(ValueError, match="norm"):
+        segnet(framework="torch", in_shape=(8, 8, 1), n_outputs=3, norm="layer")
+    cfg = compose(["task=segmentation_multiclass"])
+    assert cfg.model.norm is None
+
+
+@pytest.mark.keras
+def test_keras_segnet_norm_batch():
+    import keras
+
+    plain = segnet(framework="keras", in_shape=(8, 8, 1), n_outputs=3)
+    assert not any(isinstance(layer, keras.layers.BatchNormalization) for layer in plain.layers)
+    model = segnet(framework="keras", in_shape=(8, 8, 1), n_outputs=3, norm="batch")
+    norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert len(norms) == 10
+    assert norms[0].momentum == 0.9 and norms[0].epsilon == 1e-5
+    names = [type(layer).__name__ for layer in model.layers[1:7]]
+    assert names == ["Conv2D", "BatchNormalization", "Activation"] * 2
+    x = np.random.default_rng(0).normal(size=(4, 8, 8, 1)).astype("float32")
+    assert tuple(model(x, training=True).shape) == (4, 8, 8, 3)
+    # training mode: the first norm's output is standardised per channel over the batch
+    h = keras.ops.convert_to_numpy(norms[0](model.layers[1](x), training=True))
+    assert np.abs(h.mean(axis=(0, 1, 2))).max() < 1e-4
+    assert h.var(axis=(0, 1, 2)) == pytest.approx(np.ones(16), rel=1e-3)
+    assert tuple(model(x, training=False).shape) == (4, 8, 8, 3)
