@@ -55,9 +55,11 @@ def test_command_line_beats_task_specialisation():
     gdice = compose(["task=segmentation_multiclass", "loss=generalized_dice"])  # its own setting
     assert (gdice.loss.aggregation, gdice.loss.weight_type, gdice.loss.include_background) == (
         "batch", "square", True)
-    assert (gdice.batch_size, gdice.optimizer.weight_decay, gdice.trainer.max_epochs) == (64, 2.0, 60)
+    assert (gdice.batch_size, gdice.optimizer.weight_decay, gdice.trainer.max_epochs) == (64, 0.0, 60)
+    assert gdice.model.norm == "batch"
     other = compose(["task=segmentation_multiclass", "loss=dice"])
     assert (other.batch_size, other.optimizer.weight_decay, other.trainer.max_epochs) == (16, 0.0, 16)
+    assert other.model.norm is None
 
 
 def test_combined_loss_composes_shipped_terms():
