@@ -75,6 +75,17 @@ def test_signatures_that_differ_take_their_own_route():
     assert len(_routes(loss)) == 4
 
 
+def test_a_parameter_input_is_not_remembered_for_the_next_non_tensor():
+    # an nn.Parameter (a tensor subclass) and NumPy arrays have no signature: neither may be
+    # served a route the other left
+    loss = lt.MSELoss()
+    x, y = torch.nn.Parameter(torch.randn(6)), torch.randn(6)
+    torch.testing.assert_close(loss(x, y), F.mse_loss(x, y))
+    assert _routes(loss) == {}
+    a, b = np.arange(6.0), np.ones(6)
+    np.testing.assert_allclose(loss(a, b).item(), lnp.mse(a, b), rtol=1e-6)
+
+
 def test_a_subclass_with_its_own_terms_remembers_no_native_route():
     class Squared(lt.MAELoss):
         def terms(self, y_pred, y_true):

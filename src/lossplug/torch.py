@@ -57,10 +57,6 @@ def _signature(y_pred, y_true):
             y_pred.requires_grad, y_true.requires_grad, torch.is_grad_enabled())
 
 
-def _remember(routes, given, route):
-    if len(routes) >= 64:  # (shapes that change every call: no unbounded growth)
-        routes.clear()
-    routes[_signature(*given)] = route
 
 
 def _own_copy(fn, cls):
@@ -139,8 +135,9 @@ class LossModule(LossAdapter, nn.Module):
 
     def forward(self, y_pred: torch.Tensor, y_true: torch.Tensor) -> torch.Tensor:
         plan = self.__dict__.get("_plan")
-        if plan is not None and not torch.compiler.is_compiling():
-            route = plan[4].get(_signature(y_pred, y_true))
+        signature = None if torch.compiler.is_compiling() else _signature(y_pred, y_true)
+        if plan is not None and signature is not None:
+            route = plan[4].get(signature)
             if route is not None:  # inputs like an earlier call's: its route, checks included
                 return route(y_pred, y_true)
         given = y_pred, y_true
@@ -165,8 +162,12 @@ class LossModule(LossAdapter, nn.Module):
                 out = self._checked_native(native, y_pred, y_true, params, axis)
                 if out is not None:
                     unchanged = given[0] is y_pred and given[1] is y_true
-                    if unchanged and derived.never_applicable(y_pred, y_true, min_size):
-                        _remember(routes, given, self._route(native, params, axis))
+                    if signature is not None and unchanged and derived.never_applicable(
+                        y_pred, y_true, min_size
+                    ):
+                        if len(routes) >= 64:  # (shapes that change every call: no unbounded growth)
+                            routes.clear()
+                        routes[signature] = self._route(native, params, axis)
                     return out
                 checked = True
         if not checked:
