@@ -160,10 +160,12 @@ def markdown(rows: list[dict], info: dict, command: str, chart: str | None) -> s
         "candidate's time over the baseline's (`native`: torch.nn.functional, MONAI for Dice, the "
         'Keras built-in for Keras) for the same inputs; below 1 is faster. `lossplug` is the loss as '
         f'users call it: inputs that need a gradient run the kernel derived from the formula from '
-        f'{NATIVE_UP_TO["elementwise"]} elements on (elementwise losses), {NATIVE_UP_TO["positions"]} '
-        f'(class losses) or {DERIVED_MIN_NUMEL} (losses torch has no kernel of) on: '
-        '`torch.compile` of `torch.func.grad_and_value` of the formula and its reduction, with the '
-        "value checks' input ranges, compiled by inductor on first use; smaller ones torch's own "
+        f'{NATIVE_UP_TO["elementwise"]} elements on (elementwise losses), {NATIVE_UP_TO["bce"]} (BCE '
+        f'on logits), {NATIVE_UP_TO["positions"]} (class losses) or {DERIVED_MIN_NUMEL} (losses torch '
+        'has no kernel of) on: '
+        '`torch.func.grad_and_value` of the formula and its reduction, with the value checks\' input '
+        'ranges, traced with symbolic shapes and compiled by inductor on first use (called without '
+        "dynamo; a subclass's through `torch.compile`); smaller ones torch's own "
         "kernel where one computes the formula, else the composed formula. `lossplug (kernels off)` "
         "runs inside `lossplug.torch.fused_kernels(False)`:"
         " torch's kernels or the composed formula (what runs where nothing can be compiled); `hand` "

@@ -1,7 +1,8 @@
 """Forward+backward kernels derived from the formulas by torch's own compiler.
 
 Nothing of any loss is written here. For a torch loss module ``m`` (a subclass included) the kernel
-is ``torch.compile`` of
+is the compiled form (``lossplug.frameworks.compiled``: a trace compiled by inductor for lossplug's
+own classes, ``torch.compile`` for a subclass) of
 
     grad, value = torch.func.grad_and_value(lambda x: reduce(m.terms(x, y)))(x)
 
@@ -33,21 +34,25 @@ _DEVICES = ("cpu", "cuda")
 DERIVED_MIN_NUMEL = 1 << 16
 """From this many elements of ``y_pred`` on the derived kernel runs where torch has no kernel of the
 loss (Dice, BCE on probabilities, a subclass's own formula); below it the composed formula. Calling a
-compiled function costs ~45-100 us before it does any work (dynamo's guards, the AOT runtime
-wrapper): about what torch's own Huber takes, forward and backward, on 1e4 elements."""
+compiled kernel costs ~60 us before it does any work (~150 us through dynamo, where a subclass's
+kernel goes): about what torch's own Huber takes, forward and backward, on 1e4 elements."""
 
-NATIVE_UP_TO = {"elementwise": 1 << 21, "positions": 1 << 19}
+NATIVE_UP_TO = {"elementwise": 1 << 21, "positions": 1 << 19, "bce": 1 << 16, "weighted_bce": 1 << 16}
 """Where torch has a kernel of the loss (``lossplug.frameworks.torch_native``), it runs below these
-sizes, by the loss's kind: the elementwise losses are memory-bound, and the derived kernel's two
-loops (the sum, the gradient) only beat torch's forward and backward passes once the inputs leave
-the caches (mse 1.4x torch's time at 1e6 elements, 0.89x at 2e6, 0.55x at 1e7); the class losses
-do more arithmetic per element and win from ~5e5 (sparse CE 1.37x at 1e5, 0.81x at 1e6, 0.41-0.86x
-at 4e6 for C = 2 to 32000; ``python -m benchmarks``, one thread)."""
+sizes, by the loss's name or else its kind: the elementwise losses are memory-bound, and the derived
+kernel's two loops (the sum, the gradient) only beat torch's forward and backward passes once the
+inputs leave the caches (mse 1.2x torch's time at 3e5 elements, 0.82x at 1e6 and 2e6; Huber ~1.0x
+from 1e6); BCE on logits computes an exp and a log per element, which the kernel does in vector
+registers, faster than torch's log_sigmoid from 1e5 (bce 0.97x at 1e5, 0.75x at 1e6; weighted 0.88x,
+0.58x); the class losses do more arithmetic per element and win from ~5e5 (sparse CE 1.37x at 1e5,
+0.81x at 1e6, 0.41-0.86x at 4e6 for C = 2 to 32000; one thread, ``python -m benchmarks``)."""
 
 
 def min_numel(spec, has_native: bool) -> int:
     """The size from which a loss of ``spec`` runs its derived kernel."""
-    return max(DERIVED_MIN_NUMEL, NATIVE_UP_TO.get(spec.kind, 0)) if has_native else DERIVED_MIN_NUMEL
+    if not has_native:
+        return DERIVED_MIN_NUMEL
+    return max(DERIVED_MIN_NUMEL, NATIVE_UP_TO.get(spec.name, NATIVE_UP_TO.get(spec.kind, 0)))
 
 
 def _value_grad_ranges(module, x, y, ranges: str, label_axis, narrow_labels=None):
@@ -100,7 +105,10 @@ def kernel(cls, params: dict) -> compiled.Kernel:
         base = _value_grad_ranges.__code__
         code = base.replace(co_name=f"{cls.__name__}_value_grad_ranges_{len(kernels)}")
         fn = types.FunctionType(code, _value_grad_ranges.__globals__, code.co_name)
-        found = kernels[key] = compiled.Kernel(fn, label=cls.__qualname__)
+        # a lossplug class's formula reads only its parameters (the key) and the tensors: traced
+        # without dynamo's guards; a subclass may read anything, and class weights are tensors
+        own = "spec" in cls.__dict__ and not any(isinstance(v, torch.Tensor) for v in params.values())
+        found = kernels[key] = compiled.Kernel(fn, label=cls.__qualname__, traceable=own)
     return found
 
 
