@@ -389,10 +389,11 @@ def poison(spec: LossSpec, xp, y_pred, y_true, params, axis, loss):
         if not params.get("log_input"):
             bad.append(outside(y_pred, 0.0, float("inf")))
     elif spec.checks == "signs":
-        bad.append(outside(y_true, -1.0, 1.0))
-        whole = xp.cast_like(xp.cast_int(y_true), y_true)
-        bad.append(1.0 - xp.cast_like(xp.min(xp.where(y_true == whole, 1.0, 0.0)), loss))
-        mixed = xp.where(xp.min(y_true) < 0, xp.where(xp.min(xp.abs(y_true)) < 1, 1.0, 0.0), 0.0)
+        # two passes: a code per label, 2 where it is not -1, 0 or 1 (y^3 != y; NaN too), 1 where it
+        # is 0, and min y_true: a 0 beside a -1 mixes the two conventions
+        y = xp.cast_like(y_true, loss)  # (an integer y^3 could wrap around to y)
+        code = xp.max(xp.where(y * y * y != y, 2.0, xp.where(y == 0, 1.0, 0.0)))
+        mixed = xp.where(xp.min(y) < 0, xp.where(code > 0, 1.0, 0.0), xp.where(code > 1, 1.0, 0.0))
         bad.append(xp.cast_like(mixed, loss))
     elif params.get("log_input"):
         bad.append(outside(y_pred, -float("inf"), 0.0))
