@@ -376,12 +376,11 @@ def poison(spec: LossSpec, xp, y_pred, y_true, params, axis, loss):
     if 0 in xp.shape(y_pred) or spec.checks == "finite":  # (NaN, inf: the cosine is NaN by itself)
         return loss  # an empty batch: nothing to judge, the empty result as it is
 
-    def outside(x, lo, hi):  # 1.0 if any x is outside [lo, hi]: a reduction per finite bound
-        # (NaN: XLA's min and max on TensorFlow skip it, but the formulas carry a NaN input through)
-        inside = 1.0 if lo == -float("inf") else xp.where(xp.min(x) >= lo, 1.0, 0.0)
-        if hi != float("inf"):
-            inside = inside * xp.where(xp.max(x) <= hi, 1.0, 0.0)
-        return 1.0 - xp.cast_like(inside, loss)
+    ranges = []  # (x, lo, hi): judged together below
+
+    def outside(x, lo, hi):  # judged at the end, inputs of one shape in one pass
+        ranges.append((x, lo, hi))
+        return None
 
     bad = []
     if spec.checks == "counts":
@@ -412,8 +411,31 @@ def poison(spec: LossSpec, xp, y_pred, y_true, params, axis, loss):
             bad.append(1.0 - xp.cast_like(xp.min(xp.where(labels == whole, 1.0, 0.0)), loss))
     elif not spec.checks:
         bad.append(outside(y_true, 0.0, 1.0))
+    bad = [b for b in bad if b is not None] + _outside(xp, ranges, loss)
+    if not bad:
+        return loss
     count = sum(bad[1:], bad[0])
     return loss + xp.where(count > 0, 0.0 * count + float("nan"), 0.0 * count)
+
+
+def _outside(xp, ranges, like) -> list:
+    """1.0 where any ``x`` of ``ranges`` (``(x, lo, hi)``) lies outside its ``[lo, hi]``, one value per
+    pass: inputs of one static shape share a pass, the max of a flag per entry, or, where the backend
+    says a min and a max are faster (``xp.range_by_bounds``), a reduction per finite bound. (NaN
+    fails no comparison, and XLA's min and max skip it: the formulas carry a NaN input through.)"""
+    groups, out = {}, []
+    for x, lo, hi in ranges:
+        if xp.range_by_bounds(x):
+            inside = 1.0 if lo == -float("inf") else xp.where(xp.min(x) >= lo, 1.0, 0.0)
+            if hi != float("inf"):
+                inside = inside * xp.where(xp.max(x) <= hi, 1.0, 0.0)
+            out.append(1.0 - xp.cast_like(inside, like))
+            continue
+        shape = tuple(xp.shape(x))
+        key = shape if all(isinstance(d, int) for d in shape) else id(x)
+        flag = x < lo if hi == float("inf") else x > hi if lo == -float("inf") else (x < lo) | (x > hi)
+        groups[key] = flag if key not in groups else groups[key] | flag
+    return out + [xp.cast_like(xp.max(xp.where(flag, 1.0, 0.0)), like) for flag in groups.values()]
 
 
 def safe_labels(spec: LossSpec, xp, y_pred, y_true, params, axis):

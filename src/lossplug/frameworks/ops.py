@@ -154,6 +154,9 @@ class TorchBackend:
 
         self.torch, self.F, self.functorch_active = torch, F, functorch_active
 
+    def range_by_bounds(self, x) -> bool:
+        return False  # inductor fuses the flags into the loss's own loops
+
     def is_concrete(self, x) -> bool:
         # not while torch.compile traces, nor under a torch.func transform (vmap cannot .item())
         torch = self.torch
@@ -367,6 +370,12 @@ class KerasBackend:
 
             return not torch.compiler.is_compiling()
         return True
+
+    def range_by_bounds(self, x) -> bool:
+        """Whether a graph checks ``x``'s range fastest by a min and a max of ``x`` itself (XLA on
+        JAX for floats, where an elementwise flag is its own pass) rather than the max of a flag per
+        entry, which tests several inputs of one shape in one pass (TensorFlow, integers)."""
+        return self.keras.backend.backend() == "jax" and "float" in str(x.dtype)
 
     def minmax(self, x) -> tuple[float, float]:
         ops = self.ops
