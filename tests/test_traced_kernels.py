@@ -44,7 +44,7 @@ def _check(module, x, y):
     torch.testing.assert_close(grad, expected_grad, rtol=1e-5, atol=1e-7)
 
 
-def _dynamo_frames():
+def _dynamo_graphs():
     """How many graphs dynamo captured in this process."""
     return torch._dynamo.utils.counters["stats"]["unique_graphs"]
 
@@ -57,7 +57,7 @@ def _segmentation(batch, classes, h, w, seed=0):
 
 def test_a_lossplug_class_runs_traced_graphs_on_every_layout_without_dynamo(traced):
     module = lt.DiceLoss(from_logits=True, per_class=True)
-    frames = _dynamo_frames()
+    frames = _dynamo_graphs()
     x, y = _segmentation(2, 4, 8, 8)
     _check(module, x, y)
     _check(module, *_segmentation(3, 4, 8, 8, seed=1))  # another batch: the same graph
@@ -66,7 +66,7 @@ def test_a_lossplug_class_runs_traced_graphs_on_every_layout_without_dynamo(trac
     _check(module, *_segmentation(2, 5, 16, 8, seed=4))  # another class count
     xt = x.transpose(2, 3)  # a transposed (non-contiguous) input; its labels to match
     _check(module, xt, y.transpose(1, 2))
-    assert _dynamo_frames() == frames, "dynamo compiled a frame: the traced path was not taken"
+    assert _dynamo_graphs() == frames, "dynamo captured a graph: the traced path was not taken"
     kernel = module._plan[3]
     assert kernel.traces is not None and kernel.traces.graphs
 
@@ -122,6 +122,6 @@ def test_past_the_graph_limit_torch_compile_serves_further_layouts(traced, monke
     monkeypatch.setattr(compiled._Traces, "LIMIT", 1)
     module = lt.HuberLoss(delta=0.5)
     _check(module, torch.randn(16, 8), torch.randn(16, 8))
-    frames = _dynamo_frames()
+    frames = _dynamo_graphs()
     _check(module, torch.randn(100, 1), torch.randn(100, 1))  # a size-1 axis: another graph is needed
-    assert _dynamo_frames() > frames
+    assert _dynamo_graphs() > frames

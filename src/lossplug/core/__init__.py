@@ -376,17 +376,16 @@ def poison(spec: LossSpec, xp, y_pred, y_true, params, axis, loss):
     if 0 in xp.shape(y_pred) or spec.checks == "finite":  # (NaN, inf: the cosine is NaN by itself)
         return loss  # an empty batch: nothing to judge, the empty result as it is
 
-    ranges = []  # (x, lo, hi): judged together below
+    ranges = []  # (x, lo, hi), judged together at the end (``_outside``)
 
-    def outside(x, lo, hi):  # judged at the end, inputs of one shape in one pass
+    def outside(x, lo, hi):
         ranges.append((x, lo, hi))
-        return None
 
     bad = []
     if spec.checks == "counts":
-        bad.append(outside(y_true, 0.0, float("inf")))
+        outside(y_true, 0.0, float("inf"))
         if not params.get("log_input"):
-            bad.append(outside(y_pred, 0.0, float("inf")))
+            outside(y_pred, 0.0, float("inf"))
     elif spec.checks == "signs":
         # two passes: a code per label, 2 where it is not -1, 0 or 1 (y^3 != y; NaN too), 1 where it
         # is 0, and min y_true: a 0 beside a -1 mixes the two conventions
@@ -395,9 +394,9 @@ def poison(spec: LossSpec, xp, y_pred, y_true, params, axis, loss):
         mixed = xp.where(xp.min(y) < 0, xp.where(code > 0, 1.0, 0.0), xp.where(code > 1, 1.0, 0.0))
         bad.append(xp.cast_like(mixed, loss))
     elif params.get("log_input"):
-        bad.append(outside(y_pred, -float("inf"), 0.0))
+        outside(y_pred, -float("inf"), 0.0)
     elif not params["from_logits"]:
-        bad.append(outside(y_pred, 0.0, 1.0))
+        outside(y_pred, 0.0, 1.0)
     if len(xp.shape(y_true)) != len(xp.shape(y_pred)):
         labels = y_true
         ignore = params.get("ignore_index")
@@ -405,13 +404,13 @@ def poison(spec: LossSpec, xp, y_pred, y_true, params, axis, loss):
             labels = xp.where(labels == ignore, 0 * labels, labels)
         num_classes = xp.shape(y_pred)[axis]
         top = label_top(spec, params, num_classes)
-        bad.append(outside(labels, 0, top - 1))
+        outside(labels, 0, top - 1)
         if _is_float(labels):
             whole = xp.cast_like(xp.cast_int(labels), labels)
             bad.append(1.0 - xp.cast_like(xp.min(xp.where(labels == whole, 1.0, 0.0)), loss))
     elif not spec.checks:
-        bad.append(outside(y_true, 0.0, 1.0))
-    bad = [b for b in bad if b is not None] + _outside(xp, ranges, loss)
+        outside(y_true, 0.0, 1.0)
+    bad += _outside(xp, ranges, loss)
     if not bad:
         return loss
     count = sum(bad[1:], bad[0])

@@ -261,11 +261,12 @@ class _Traces:
 def _layout(a):
     if isinstance(a, torch.Tensor):
         return a.shape, a.stride(), a.storage_offset(), a.dtype, a.device
-    return type(a) if isinstance(a, torch.nn.Module) else a
+    return _constant(a)
 
 
 def _group(a):
-    if isinstance(a, torch.Tensor):
-        return a.dim(), a.dtype, a.device
-    return type(a) if isinstance(a, torch.nn.Module) else a
+    return (a.dim(), a.dtype, a.device) if isinstance(a, torch.Tensor) else _constant(a)
 
+
+def _constant(a):
+    return type(a) if isinstance(a, torch.nn.Module) else a  # (a module's formula: by its class)
