@@ -383,6 +383,40 @@ def test_jit_out_of_range_input_is_nan():
     np.testing.assert_allclose(fine, want, rtol=1e-5)
 
 
+
+def _jit(fn):
+    if BACKEND == "tensorflow":
+        import tensorflow as tf
+
+        return tf.function(fn, jit_compile=True)
+    import jax
+
+    return jax.jit(fn)
+
+
+@pytest.mark.skipif(BACKEND == "torch", reason="torch runs the Keras step eagerly: the checks raise")
+def test_jit_bad_entries_of_an_elementwise_loss_are_nan_where_they_are():
+    """Under XLA the range test of an elementwise loss is part of its own loop: unreduced, only
+    the rows holding a bad entry are NaN; reduced, the loss is NaN; the gradient stays finite.
+    A NaN target is caught too, also where the formula would skip it (KL's 0 log 0 = 0 rule)."""
+    from keras_helpers import value_and_grad
+
+    rng = np.random.default_rng(11)
+    y_pred = rng.normal(size=(4, 3)).astype("float32")
+    y_true = rng.uniform(size=(4, 3)).astype("float32")
+    y_true[1, 2] = 3.0
+    rows = _np(_jit(lambda t, p: lk.BCELoss(from_logits=True, reduction="none")(t, p))(y_true, y_pred))
+    assert np.isnan(rows[1]) and np.isfinite(rows[[0, 2, 3]]).all(), rows
+    value, grad = value_and_grad(lambda v: lk.BCELoss(from_logits=True)(y_true, v), y_pred, compiled=True)
+    assert np.isnan(value) and np.isfinite(grad).all()
+    for loss, t, p in [
+        (lk.KLDivLoss(), np.array([[np.nan, 0.5, 0.5]]), np.array([[0.2, 0.3, 0.5]])),
+        (lk.BCELoss(), np.array([[0.0, 1.0]]), np.array([[0.2, np.nan]])),
+        (lk.PoissonLoss(), np.array([[np.nan, 1.0]]), np.array([[0.2, 0.5]])),
+    ]:
+        value, _ = value_and_grad(lambda v, loss=loss, t=t: loss(t.astype("float32"), v), p, compiled=True)
+        assert np.isnan(value), type(loss).__name__
+
 # --- empty batches, dtypes, assigned hyperparameters ---------------------------------------------
 
 

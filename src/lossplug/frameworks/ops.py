@@ -154,9 +154,6 @@ class TorchBackend:
 
         self.torch, self.F, self.functorch_active = torch, F, functorch_active
 
-    def range_by_bounds(self, x) -> bool:
-        return False  # inductor fuses the flags into the loss's own loops
-
     def is_concrete(self, x) -> bool:
         # not while torch.compile traces, nor under a torch.func transform (vmap cannot .item())
         torch = self.torch
@@ -268,6 +265,9 @@ class TorchBackend:
             return x.amin()
         return x.amin(dim=axis, keepdim=keepdims)
 
+    def any(self, x):
+        return x.any()
+
     def stop_gradient(self, x):
         return x.detach()
 
@@ -371,12 +371,6 @@ class KerasBackend:
             return not torch.compiler.is_compiling()
         return True
 
-    def range_by_bounds(self, x) -> bool:
-        """Whether a graph checks ``x``'s range fastest by a min and a max of ``x`` itself (XLA on
-        JAX for floats, where an elementwise flag is its own pass) rather than the max of a flag per
-        entry, which tests several inputs of one shape in one pass (TensorFlow, integers)."""
-        return self.keras.backend.backend() == "jax" and "float" in str(x.dtype)
-
     def minmax(self, x) -> tuple[float, float]:
         ops = self.ops
         lo, hi = ops.min(x), ops.max(x)
@@ -403,7 +397,7 @@ class KerasBackend:
 
     def __getattr__(self, name):
         # log, abs, square, minimum, where, clip, expand_dims, squeeze, take_along_axis, reshape,
-        # softplus, log_sigmoid, sigmoid, take, ones_like: keras.ops already has them under these names.
+        # softplus, log_sigmoid, sigmoid, take, ones_like, any: keras.ops already has them by these names.
         return getattr(self.ops, name)
 
     def sum(self, x, axis=None, keepdims=False):
