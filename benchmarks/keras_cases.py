@@ -8,7 +8,8 @@ in a subprocess (``KERAS_BACKEND=tensorflow`` or ``jax``) and merges the JSON ro
 Forward + backward (the gradient with respect to ``y_pred``) is one compiled function:
 ``tf.function(jit_compile=True)`` around a ``GradientTape`` on TensorFlow, ``jax.jit`` of
 ``jax.value_and_grad`` on JAX. Under XLA lossplug's value checks cannot raise: they make the loss
-NaN on bad input (``core.poison``), which reads each checked input once or twice more;
+NaN on bad input (``core.poison``: a select inside the loss's own loop where the checked input
+has the loss's shape, else one more pass over the checked inputs of each shape);
 ``lossplug (checks off)`` is the same loss traced inside ``lossplug.value_checks(False)``.
 """
 
