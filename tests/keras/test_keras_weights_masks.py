@@ -383,7 +383,6 @@ def test_jit_out_of_range_input_is_nan():
     np.testing.assert_allclose(fine, want, rtol=1e-5)
 
 
-
 def _jit(fn):
     if BACKEND == "tensorflow":
         import tensorflow as tf
@@ -416,6 +415,7 @@ def test_jit_bad_entries_of_an_elementwise_loss_are_nan_where_they_are():
     ]:
         value, _ = value_and_grad(lambda v, loss=loss, t=t: loss(t.astype("float32"), v), p, compiled=True)
         assert np.isnan(value), type(loss).__name__
+
 
 # --- empty batches, dtypes, assigned hyperparameters ---------------------------------------------
 

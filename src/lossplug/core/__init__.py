@@ -369,9 +369,9 @@ def poison(spec: LossSpec, xp, y_pred, y_true, params, axis, loss):
     cannot raise; there a label out of range, a non-integer label, a probability outside [0, 1]
     or a target outside [0, 1] (and NaN in any of them) turns the loss into NaN instead of a
     plausible finite number; so do a negative Poisson count or rate and hinge labels outside
-    {0, 1} and {-1, 1} (``spec.checks``). The reduced loss is NaN; unreduced, an elementwise loss is
-    NaN at the bad entries (the test is then part of the loss's own loop), any other loss
-    everywhere. NaN or inf in logits propagate through the formula by themselves.
+    {0, 1} and {-1, 1} (``spec.checks``). The reduced loss is NaN; unreduced, it is NaN at the bad
+    entries where the checked input has the loss's shape (``_judge``), else everywhere. NaN or
+    inf in logits propagate through the formula by themselves.
     In eager mode (the checks ran) and with ``value_checks(False)`` the loss is returned as it is.
     """
     if not _VALUE_CHECKS or not has_value_checks(spec, params) or xp.is_concrete(y_pred):
@@ -380,7 +380,7 @@ def poison(spec: LossSpec, xp, y_pred, y_true, params, axis, loss):
     if 0 in xp.shape(y_pred) or spec.checks == "finite":  # (NaN, inf: the cosine is NaN by itself)
         return loss  # an empty batch: nothing to judge, the empty result as it is
 
-    ranges = []  # (x, lo, hi), judged together at the end (``_outside``)
+    ranges = []  # (x, lo, hi), judged together at the end (``_judge``)
 
     def outside(x, lo, hi):
         ranges.append((x, lo, hi))
@@ -413,8 +413,8 @@ def poison(spec: LossSpec, xp, y_pred, y_true, params, axis, loss):
             bad.append(xp.any(labels != whole))
     elif not spec.checks:
         outside(y_true, 0.0, 1.0)
-    loss, ranges = _poison_entries(xp, ranges, loss)
-    bad += _outside(xp, ranges)
+    loss, whole = _judge(xp, ranges, loss)
+    bad += whole
     if not bad:
         return loss
     return xp.where(functools.reduce(operator.or_, bad), float("nan"), loss)
@@ -431,28 +431,21 @@ def _static(xp, x):
     return shape if all(isinstance(d, int) for d in shape) else None
 
 
-def _poison_entries(xp, ranges, loss):
-    """``loss`` NaN at the entries where an input of its own shape (an elementwise loss's) is out of
-    range, and the ``ranges`` left to judge whole. The flag is then part of the loss's own loop,
-    not a pass of its own (XLA, inductor)."""
-    shape = _static(xp, loss)
-    own = [_flag(x, lo, hi) for x, lo, hi in ranges if shape and _static(xp, x) == shape]
-    if not own:
-        return loss, ranges
-    rest = [(x, lo, hi) for x, lo, hi in ranges if not (shape and _static(xp, x) == shape)]
-    return xp.where(functools.reduce(operator.or_, own), float("nan"), loss), rest
-
-
-def _outside(xp, ranges) -> list:
-    """True where any ``x`` of ``ranges`` (``(x, lo, hi)``) lies outside its ``[lo, hi]``, one boolean
-    per pass: inputs of one static shape share it, ``any`` of a flag per entry (on XLA's CPU
-    backend a boolean ``any`` runs 2-3x faster than a min or a max of the values)."""
+def _judge(xp, ranges, loss):
+    """``loss`` NaN where ``ranges`` (``(x, lo, hi)``) find an ``x`` outside its ``[lo, hi]``, and the
+    booleans left to judge the loss whole. Inputs of one static shape share a flag; the flag of
+    the loss's own shape (an elementwise loss's inputs, a class loss's labels) is a select per
+    entry, part of the loss's own loop rather than a pass of its own (XLA, inductor); each other
+    flag is reduced by ``any`` (on XLA's CPU backend 2-3x faster than a min or a max)."""
     groups = {}
     for x, lo, hi in ranges:
         key = _static(xp, x) or id(x)
         flag = _flag(x, lo, hi)
         groups[key] = flag if key not in groups else groups[key] | flag
-    return [xp.any(flag) for flag in groups.values()]
+    own = groups.pop(_static(xp, loss), None)
+    if own is not None:
+        loss = xp.where(own, float("nan"), loss)
+    return loss, [xp.any(flag) for flag in groups.values()]
 
 
 def safe_labels(spec: LossSpec, xp, y_pred, y_true, params, axis):
