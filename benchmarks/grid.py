@@ -23,6 +23,8 @@ def all_torch_rows(*, quick: bool, device: str, log: Callable[[str], None] = pri
         # 2-D: about 4M logits at every C; 4-D: segmentation batches of 8 x 256 x 256
         class_shapes = [(4_000_000 // c, c) for c in (2, 10)] + [(65_536, 64), (4_096, 1_000), (128, 32_000)]
         class_shapes += [(8, c, 256, 256) for c in (2, 4, 8, 21)]
+        # mid-sized 2-D batches, where which kernel runs depends on the class count
+        class_shapes += [(16_000, 10), (2_048, 64)]
         seg = dict(batch=8, class_counts=[2, 4, 8, 16, 32], size=256)
         mem = dict(batch=8, class_counts=[2, 8, 21, 32], size=256)
         compile_names, train_steps, sub_n = None, 10, 4_000_000

@@ -134,7 +134,7 @@ def judged_ratio(device: str) -> str:
 
 
 def markdown(rows: list[dict], info: dict, command: str, chart: str | None) -> str:
-    from lossplug.frameworks.derived import DERIVED_MIN_NUMEL, NATIVE_UP_TO
+    from lossplug.frameworks.derived import DERIVED_MIN_NUMEL, NATIVE_UP_TO, TRACED_MIN_NUMEL
 
     key = judged_ratio(info["device"])
     versions = ", ".join(f"{k} {v}" for k, v in info["versions"].items())
@@ -161,8 +161,11 @@ def markdown(rows: list[dict], info: dict, command: str, chart: str | None) -> s
         'Keras built-in for Keras) for the same inputs; below 1 is faster. `lossplug` is the loss as '
         f'users call it: inputs that need a gradient run the kernel derived from the formula from '
         f'{NATIVE_UP_TO["elementwise"]} elements on (elementwise losses), {NATIVE_UP_TO["bce"]} (BCE '
-        f'on logits), {NATIVE_UP_TO["positions"]} (class losses) or {DERIVED_MIN_NUMEL} (losses torch '
-        'has no kernel of) on: '
+        'on logits), for the class losses from a size set by the class count (8192 below 16 classes '
+        'in 2-D input, where torch\'s log_softmax is slow; 65536 to 524288 from 16 on; never for soft-'
+        'target CE and KL over 2 classes: `lossplug.frameworks.derived.NATIVE_UP_TO`), or '
+        f'{TRACED_MIN_NUMEL} (losses torch has no kernel of; {DERIVED_MIN_NUMEL} for a subclass\'s '
+        'formula) on: '
         '`torch.func.grad_and_value` of the formula and its reduction, with the value checks\' input '
         'ranges, traced with symbolic shapes and compiled by inductor on first use (called without '
         "dynamo; a subclass's through `torch.compile`); smaller ones torch's own "

@@ -19,7 +19,8 @@ from test_subclass_examples import EXAMPLES
 
 import lossplug
 import lossplug.torch as lt
-from lossplug.frameworks import compiled, derived
+from lossplug._spec import REGISTRY
+from lossplug.frameworks import compiled, derived, torch_native
 from lossplug.frameworks.ops import get_backend
 
 XP = get_backend("torch")
@@ -767,3 +768,40 @@ def test_int64_label_maps_reach_the_kernel_as_int32(small_fused, name, monkeypat
     with pytest.raises(ValueError, match=r"label (1099511627776|1\.09951e\+12) is out of range") as caught:
         module(x.clone().requires_grad_(), labels)
     assert caught.value.__context__ is None
+
+
+def test_which_sizes_take_the_derived_kernel_follow_the_class_count():
+    """The sizes of ``derived.NATIVE_UP_TO``: torch's kernel below them. On the CPU torch's
+    log_softmax is slow over fewer than 16 classes in 2-D input; with 2 classes soft-target CE and
+    KL keep torch's kernel at every size; segmentation input has sizes of its own; probabilities
+    (no torch kernel) take the derived kernel from ``TRACED_MIN_NUMEL``, a subclass's formula
+    from ``DERIVED_MIN_NUMEL``."""
+    def size(name, shape, native=True, own=True):
+        return derived.min_numel(REGISTRY[name], native, torch.empty(shape), 1, own)
+
+    sizes = derived.NATIVE_UP_TO
+    assert size("categorical_ce", (100, 2)) is None and size("kl_div", (100, 2)) is None
+    assert size("sparse_categorical_ce", (100, 2)) == sizes["sparse_categorical_ce"].rows[0][1]
+    for name in ("sparse_categorical_ce", "categorical_ce", "kl_div"):
+        assert size(name, (100, 10)) == 1 << 13
+        assert size(name, (100, 64)) == sizes[name].rows[-1][1] >= 1 << 16
+        assert size(name, (2, 2, 8, 8)) == sizes[name].spatial
+    assert size("mse", (100, 10)) == sizes["elementwise"]
+    assert size("bce", (100,), native=False) == derived.TRACED_MIN_NUMEL
+    assert size("bce", (100,), native=False, own=False) == derived.DERIVED_MIN_NUMEL
+    assert torch_native.route_for("bce", {"from_logits": False}) is None
+    assert torch_native.route_for("kl_div", {"from_logits": False}) is not None
+
+
+@pytest.mark.parametrize("module", [lt.BCELoss(), lt.WeightedBCELoss(pos_weight=2.0), lt.PoissonLoss()],
+                         ids=lambda m: type(m).__name__)
+def test_a_loss_without_a_torch_kernel_is_derived_from_a_few_thousand_elements(module):
+    x, y = _inputs("probabilities", shape=(8, derived.TRACED_MIN_NUMEL // 8))
+    value, grad = _value_and_grad(module, x, y)
+    assert _is_fused(value)
+    with lt.fused_kernels(False):
+        expected, expected_grad = _value_and_grad(module, x, y)
+    torch.testing.assert_close(value, expected)
+    torch.testing.assert_close(grad, expected_grad)
+    small_x, small_y = x[:, :8], y[:, :8]
+    assert not _is_fused(_value_and_grad(module, small_x, small_y)[0])

@@ -148,7 +148,8 @@ class LossModule(LossAdapter, nn.Module):
         y_true = _core.check_shapes(spec, _xp, y_pred, y_true, params, axis)
         checked = False
         if self.reduction != "none":
-            min_size = derived.min_numel(spec, native is not None)
+            own = "spec" in type(self).__dict__  # (a subclass's kernel: through dynamo)
+            min_size = derived.min_numel(spec, native is not None, y_pred, axis, own)
             if derived.applicable(y_pred, y_true, min_size):
                 if kernel is None:
                     kernel = plan[3] = derived.kernel(type(self), params)
@@ -213,7 +214,7 @@ class LossModule(LossAdapter, nn.Module):
         # the routes compute lossplug's numerics (a ported loss's numerics="torch" mean is NaN where
         # nothing counts, "monai" switches to BCE on one channel): the formula computes the others
         lossplug_numerics = params.get("numerics", "lossplug") == "lossplug"
-        native = torch_native.ROUTES.get(self.spec.name) if own_formula and lossplug_numerics else None
+        native = torch_native.route_for(self.spec.name, params) if own_formula and lossplug_numerics else None
         # the derived kernel is made on first use; routes: by input signature, the route taken
         plan = [params, _core.ranges_needed(self.spec, params), native, None, {}]
         if not torch.compiler.is_compiling():  # a graph does not keep Python state between calls

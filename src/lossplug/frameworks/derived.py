@@ -21,6 +21,7 @@ then on; see ``lossplug.frameworks.compiled``. Which sizes take the kernel: ``mi
 from __future__ import annotations
 
 import types
+from typing import NamedTuple
 
 import torch
 
@@ -33,26 +34,71 @@ _DEVICES = ("cpu", "cuda")
 
 DERIVED_MIN_NUMEL = 1 << 16
 """From this many elements of ``y_pred`` on the derived kernel runs where torch has no kernel of the
-loss (Dice, BCE on probabilities, a subclass's own formula); below it the composed formula. Calling a
-compiled kernel costs ~60 us before it does any work (~150 us through dynamo, where a subclass's
-kernel goes): about what torch's own Huber takes, forward and backward, on 1e4 elements."""
+loss and the kernel is called through dynamo (a subclass's own formula: ~150 us a call before it
+does any work); below it the composed formula."""
 
-NATIVE_UP_TO = {"elementwise": 1 << 21, "positions": 1 << 19, "bce": 1 << 16, "weighted_bce": 1 << 16}
+TRACED_MIN_NUMEL = 1 << 12
+"""The same for lossplug's own classes (Dice and the overlap losses, BCE on probabilities, focal,
+log-cosh, Poisson, hinge, cosine), whose traced kernel is called without dynamo (~80 us): their
+composed formulas are 5 to 25 eager ops forward and backward, and at 4096 elements the kernel takes
+0.4x (Dice, focal, BCE on probabilities) to 0.9x (Poisson) of their time, at 256 already 0.3x-0.94x.
+Lowering ``DERIVED_MIN_NUMEL`` below it lowers this too."""
+
+
+
+class ByClasses(NamedTuple):
+    """A class loss's sizes on the CPU: ``rows``, ``(below, size)`` pairs for 2-D ``(N, C)`` input
+    (the first whose ``below`` exceeds C, or is ``None``, applies; a size of ``None``: never), and
+    ``spatial`` for segmentation input ``(N, C, ...)``."""
+
+    rows: tuple
+    spatial: int
+
+
+NATIVE_UP_TO = {
+    "elementwise": 1 << 21, "positions": 1 << 19, "bce": 1 << 16, "weighted_bce": 1 << 16,
+    "sparse_categorical_ce": ByClasses(((3, 1 << 15), (16, 1 << 13), (None, 1 << 19)), 1 << 18),
+    "categorical_ce": ByClasses(((3, None), (16, 1 << 13), (None, 1 << 18)), 1 << 18),
+    "kl_div": ByClasses(((3, None), (16, 1 << 13), (None, 1 << 16)), 1 << 16),
+}
 """Where torch has a kernel of the loss (``lossplug.frameworks.torch_native``), it runs below these
 sizes, by the loss's name or else its kind: the elementwise losses are memory-bound, and the derived
 kernel's two loops (the sum, the gradient) only beat torch's forward and backward passes once the
 inputs leave the caches (mse 1.2x torch's time at 3e5 elements, 0.82x at 1e6 and 2e6; Huber ~1.0x
 from 1e6); BCE on logits computes an exp and a log per element, which the kernel does in vector
 registers, faster than torch's log_sigmoid from 1e5 (bce 0.97x at 1e5, 0.75x at 1e6; weighted 0.88x,
-0.58x); the class losses do more arithmetic per element and win from ~5e5 (sparse CE 1.37x at 1e5,
-0.81x at 1e6, 0.41-0.86x at 4e6 for C = 2 to 32000; one thread, ``python -m benchmarks``)."""
+0.58x).
+
+The class losses' crossover depends on the class count (CPU, one thread, forward and backward):
+torch's ``log_softmax`` over a class axis of fewer than 16 entries in 2-D ``(N, C)`` input runs
+a scalar loop, ~25 ns an element against ~2.5 from 16 classes on, so there the kernel wins from
+8192 elements (sparse CE 0.58x, 0.39x at 16k for C = 4, 10; soft CE 0.45x-0.78x; KL 0.42x-0.82x).
+With 2 classes the kernel's loop is poor: sparse CE wins from 32k (0.96x), soft CE and KL never
+(1.05x and 1.15x at 2e6: ``None``, torch's always). From 16 classes on: sparse CE from 5e5 (1.05x at
+3e5), soft CE from 2.6e5 (0.90x, 1.3x at 64k), KL from 64k (0.73x-0.78x). Segmentation input
+``(N, C, H, W)`` takes torch's vectorised spatial kernels: the kernel wins from 2.6e5 (sparse and
+soft CE 0.81x-0.96x, 1.1x-1.5x at 64k), KL from 64k (0.71x). On a GPU the kind's size applies."""
 
 
-def min_numel(spec, has_native: bool) -> int:
-    """The size from which a loss of ``spec`` runs its derived kernel."""
+def min_numel(spec, has_native: bool, x=None, axis=None, own: bool = True) -> int | None:
+    """The size from which a loss of ``spec`` runs its derived kernel on ``x`` (``None``: never).
+
+    ``axis`` is ``x``'s class axis; ``own`` is false for a subclass's formula (through dynamo).
+    """
+    floor = min(DERIVED_MIN_NUMEL, TRACED_MIN_NUMEL) if own else DERIVED_MIN_NUMEL
     if not has_native:
-        return DERIVED_MIN_NUMEL
-    return max(DERIVED_MIN_NUMEL, NATIVE_UP_TO.get(spec.name, NATIVE_UP_TO.get(spec.kind, 0)))
+        return floor
+    rule = NATIVE_UP_TO.get(spec.name, NATIVE_UP_TO.get(spec.kind, 0))
+    if isinstance(rule, ByClasses):
+        if x is None or axis is None or x.device.type != "cpu":
+            rule = NATIVE_UP_TO.get(spec.kind, 0)
+        elif x.dim() > 2:
+            rule = rule.spatial
+        else:
+            rule = next(size for below, size in rule.rows if below is None or x.shape[axis] < below)
+        if rule is None:
+            return None
+    return max(floor, rule)
 
 
 def _value_grad_ranges(module, x, y, ranges: str, label_axis, narrow_labels=None):
@@ -112,15 +158,15 @@ def kernel(cls, params: dict) -> compiled.Kernel:
     return found
 
 
-def applicable(x: torch.Tensor, y: torch.Tensor, min_size: int) -> bool:
+def applicable(x: torch.Tensor, y: torch.Tensor, min_size: int | None) -> bool:
     """Whether the derived kernel may compute ``loss(x, y)`` and its gradient here."""
     return not never_applicable(x, y, min_size) and compiled.usable()
 
 
-def never_applicable(x: torch.Tensor, y: torch.Tensor, min_size: int) -> bool:
+def never_applicable(x: torch.Tensor, y: torch.Tensor, min_size: int | None) -> bool:
     """Whether inputs of ``x``'s and ``y``'s shapes, dtypes, device and gradient needs never take
     the derived kernel, whatever the kernels' switch and the transforms around the call."""
-    return not (
+    return min_size is None or not (
         x.numel() >= min_size
         and torch.is_grad_enabled()
         and x.requires_grad
