@@ -360,3 +360,24 @@ def test_the_fused_route_takes_no_separate_pass_over_the_labels(monkeypatch):
     assert FUSED_NODE in _graph_names(value)
     assert value.item() == expected
     value.backward()
+
+
+def test_channels_last_masks_give_the_contiguous_masks_value_and_gradient(inductor):
+    """Masks as ``F.one_hot(labels).movedim(-1, 1)`` gives them (channels last): the kernel reads
+    them copied to the logits' layout, with the same value and gradient as contiguous masks and as
+    the composed formula."""
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 3, 8, 8, generator=g, dtype=torch.float64)
+    masks = F.one_hot(torch.randint(0, 3, (2, 8, 8), generator=g), 3).movedim(-1, 1).double()
+    assert not masks.is_contiguous()
+    loss = lt.DiceLoss(from_logits=True, per_class=True)
+    value, grad = _value_and_grad(loss, x, masks)
+    assert FUSED_NODE in _graph_names(value)
+    for other in (masks.contiguous(), None):
+        if other is None:
+            with lt.fused_kernels(False):
+                expected, expected_grad = _value_and_grad(loss, x, masks)
+        else:
+            expected, expected_grad = _value_and_grad(loss, x, other)
+        torch.testing.assert_close(value, expected)
+        torch.testing.assert_close(grad, expected_grad)

@@ -183,6 +183,11 @@ def loss(compiled_kernel, module, x: torch.Tensor, y: torch.Tensor, ranges: str,
     checks on the kernel's ranges (it raises on bad input), before anything is returned.
     """
     xd, yd = x.detach(), y.detach()
+    if yd.dim() == xd.dim() and xd.is_contiguous() and not yd.is_contiguous():
+        # a target in another memory layout (masks as ``F.one_hot(labels).movedim(-1, 1)`` give
+        # them: channels last) makes inductor's loops walk the class axis; copied, Dice on
+        # 8 x C x 256 x 256 masks takes 0.23x (C = 2) to 0.78x (C = 8) the time, copy included
+        yd = yd.contiguous()
     label_axis = axis if axis is not None and y.dim() == x.dim() - 1 else None
     ignore = getattr(module, "ignore_index", None)
     narrow = label_axis is not None and _narrow(yd, x.shape[label_axis], ignore)
