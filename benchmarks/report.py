@@ -133,6 +133,19 @@ def judged_ratio(device: str) -> str:
     return "cpu_ratio" if device == "cpu" else "ratio"
 
 
+def _by_classes(sizes) -> str:
+    """The class-count rows of ``derived.NATIVE_UP_TO`` in words."""
+    from lossplug.frameworks.derived import ByClasses
+
+    def row(below, size):
+        return f"{'C < ' + str(below) if below else 'more classes'}: {size or 'never'}"
+
+    return "; ".join(
+        f"{name} " + ", ".join(row(*r) for r in rule.rows) + f", segmentation input {rule.spatial}"
+        for name, rule in sizes.items() if isinstance(rule, ByClasses)
+    )
+
+
 def markdown(rows: list[dict], info: dict, command: str, chart: str | None) -> str:
     from lossplug.frameworks.derived import DERIVED_MIN_NUMEL, NATIVE_UP_TO, TRACED_MIN_NUMEL
 
@@ -161,9 +174,8 @@ def markdown(rows: list[dict], info: dict, command: str, chart: str | None) -> s
         'Keras built-in for Keras) for the same inputs; below 1 is faster. `lossplug` is the loss as '
         f'users call it: inputs that need a gradient run the kernel derived from the formula from '
         f'{NATIVE_UP_TO["elementwise"]} elements on (elementwise losses), {NATIVE_UP_TO["bce"]} (BCE '
-        'on logits), for the class losses from a size set by the class count (8192 below 16 classes '
-        'in 2-D input, where torch\'s log_softmax is slow; 65536 to 524288 from 16 on; never for soft-'
-        'target CE and KL over 2 classes: `lossplug.frameworks.derived.NATIVE_UP_TO`), or '
+        f'on logits), for the class losses from a size set by the class count on the CPU '
+        f'({_by_classes(NATIVE_UP_TO)}; `lossplug.frameworks.derived.NATIVE_UP_TO`), or '
         f'{TRACED_MIN_NUMEL} (losses torch has no kernel of; {DERIVED_MIN_NUMEL} for a subclass\'s '
         'formula) on: '
         '`torch.func.grad_and_value` of the formula and its reduction, with the value checks\' input '

@@ -805,3 +805,20 @@ def test_a_loss_without_a_torch_kernel_is_derived_from_a_few_thousand_elements(m
     torch.testing.assert_close(grad, expected_grad)
     small_x, small_y = x[:, :8], y[:, :8]
     assert not _is_fused(_value_and_grad(module, small_x, small_y)[0])
+
+
+def test_a_kernel_called_through_dynamo_takes_the_dynamo_size():
+    """Class weights (tensors) or a subclass's formula: the kernel is not traced but goes through
+    dynamo (~150 us a call), so the loss takes the derived kernel from ``DERIVED_MIN_NUMEL``, not
+    from ``TRACED_MIN_NUMEL``."""
+    plain = lt.DiceLoss(from_logits=True, per_class=True)
+    weighted = lt.DiceLoss(from_logits=True, per_class=True, class_weights=[1.0, 2.0, 0.5, 1.0])
+    assert derived.traced(lt.DiceLoss, plain.params())
+    assert not derived.traced(lt.DiceLoss, weighted.params())
+    assert not derived.traced(FocalBCELoss, FocalBCELoss(gamma=2.0).params())
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 4, 32, 32, generator=g, dtype=torch.float64)  # 8192 elements: between the two
+    labels = torch.randint(0, 4, (2, 32, 32), generator=g)
+    assert derived.TRACED_MIN_NUMEL <= x.numel() < derived.DERIVED_MIN_NUMEL
+    assert _is_fused(_value_and_grad(plain, x, labels)[0])
+    assert not _is_fused(_value_and_grad(weighted, x, labels)[0])

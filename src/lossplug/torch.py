@@ -148,7 +148,7 @@ class LossModule(LossAdapter, nn.Module):
         y_true = _core.check_shapes(spec, _xp, y_pred, y_true, params, axis)
         checked = False
         if self.reduction != "none":
-            own = "spec" in type(self).__dict__  # (a subclass's kernel: through dynamo)
+            own = derived.traced(type(self), params)
             min_size = derived.min_numel(spec, native is not None, y_pred, axis, own)
             if derived.applicable(y_pred, y_true, min_size):
                 if kernel is None:

@@ -45,7 +45,6 @@ composed formulas are 5 to 25 eager ops forward and backward, and at 4096 elemen
 Lowering ``DERIVED_MIN_NUMEL`` below it lowers this too."""
 
 
-
 class ByClasses(NamedTuple):
     """A class loss's sizes on the CPU: ``rows``, ``(below, size)`` pairs for 2-D ``(N, C)`` input
     (the first whose ``below`` exceeds C, or is ``None``, applies; a size of ``None``: never), and
@@ -83,7 +82,8 @@ soft CE 0.81x-0.96x, 1.1x-1.5x at 64k), KL from 64k (0.71x). On a GPU the kind's
 def min_numel(spec, has_native: bool, x=None, axis=None, own: bool = True) -> int | None:
     """The size from which a loss of ``spec`` runs its derived kernel on ``x`` (``None``: never).
 
-    ``axis`` is ``x``'s class axis; ``own`` is false for a subclass's formula (through dynamo).
+    ``axis`` is ``x``'s class axis; ``own`` is ``traced(...)``: false where the kernel is called
+    through dynamo (a subclass's formula, class weights).
     """
     floor = min(DERIVED_MIN_NUMEL, TRACED_MIN_NUMEL) if own else DERIVED_MIN_NUMEL
     if not has_native:
@@ -151,11 +151,15 @@ def kernel(cls, params: dict) -> compiled.Kernel:
         base = _value_grad_ranges.__code__
         code = base.replace(co_name=f"{cls.__name__}_value_grad_ranges_{len(kernels)}")
         fn = types.FunctionType(code, _value_grad_ranges.__globals__, code.co_name)
-        # a lossplug class's formula reads only its parameters (the key) and the tensors: traced
-        # without dynamo's guards; a subclass may read anything, and class weights are tensors
-        own = "spec" in cls.__dict__ and not any(isinstance(v, torch.Tensor) for v in params.values())
-        found = kernels[key] = compiled.Kernel(fn, label=cls.__qualname__, traceable=own)
+        found = kernels[key] = compiled.Kernel(fn, label=cls.__qualname__, traceable=traced(cls, params))
     return found
+
+
+def traced(cls, params: dict) -> bool:
+    """Whether the kernel of ``cls`` with ``params`` is traced and called without dynamo: a lossplug
+    class's formula reads only its parameters (they key the kernel) and the tensors; a subclass
+    may read anything, and tensor parameters (class weights) would be baked into a trace."""
+    return "spec" in cls.__dict__ and not any(isinstance(v, torch.Tensor) for v in params.values())
 
 
 def applicable(x: torch.Tensor, y: torch.Tensor, min_size: int | None) -> bool:

@@ -40,8 +40,8 @@ def _huber(m, x, y, axis):
 
 
 def _bce_with_logits(m, x, y, axis, pos=1.0, neg=1.0):
-    if not m.from_logits or neg == 0 or pos / neg > torch.finfo(x.dtype).max / 2:
-        return None  # probabilities: lossplug clips p and 1 - p apart, torch's kernel cannot
+    if neg == 0 or pos / neg > torch.finfo(x.dtype).max / 2:
+        return None
     if m.label_smoothing:
         y = y * (1.0 - m.label_smoothing) + 0.5 * m.label_smoothing
     pw = None if pos == neg else _pos_weight(m, pos / neg, x)
@@ -69,7 +69,7 @@ def _class_weights(m, x):
 
 
 def _sparse_ce(m, x, labels, axis):
-    if not m.from_logits or axis != 1:
+    if axis != 1:
         return None
     w, ignore = _class_weights(m, x), _NO_LABEL if m.ignore_index is None else m.ignore_index
     labels = labels.long()
@@ -86,7 +86,7 @@ def _sparse_ce(m, x, labels, axis):
 
 
 def _categorical_ce(m, x, y, axis):
-    if not m.from_logits or m.ignore_index is not None or axis != 1:
+    if m.ignore_index is not None or axis != 1:
         return None
     w = _class_weights(m, x)
     if w is None:  # torch's mean over soft targets divides by the positions, as lossplug's does
@@ -98,8 +98,8 @@ def _categorical_ce(m, x, y, axis):
 
 
 def _kl_div(m, q, p, axis):
-    if m.log_input or axis != 1:
-        return None  # log_input may hold -inf where p = 0; the formula's where() handles that
+    if axis != 1:
+        return None
     log_q = F.log_softmax(q, dim=1) if m.from_logits else torch.log(torch.clamp(q, m.eps, 1.0))
     total = F.kl_div(log_q, p, reduction="sum")
     return total if m.reduction == "sum" else total / (q.numel() // q.shape[1])
@@ -123,8 +123,8 @@ def route_for(name: str, params: dict):
     choice (``lossplug.frameworks.derived.min_numel``). An entry may still return ``None`` for some
     inputs (a class axis other than 1)."""
     route = ROUTES.get(name)
-    if route is None or params.get("log_input"):
-        return None
+    if route is None or params.get("log_input"):  # (log inputs may hold -inf where p = 0: the
+        return None  # formula's where() handles that)
     if name != "kl_div" and params.get("from_logits") is False:
-        return None
+        return None  # probabilities: lossplug clips p and 1 - p (and each class's p) apart
     return route
