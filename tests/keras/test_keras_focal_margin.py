@@ -167,8 +167,8 @@ def test_bad_counts_and_labels_in_a_compiled_step_are_nan(make, y_true, y_pred, 
     ([[-1.0, 1.0, 0.0]], False),
 ])
 def test_hinge_labels_in_a_compiled_step(y, good):
-    """Under XLA the label check is a code per label (not -1, 0 or 1; 0) and min y_true: every
-    convention that is allowed gives the built-in's number, every other label NaN."""
+    """Under XLA the label check is a flag per label (not -1, 0 or 1; 0 where some label is -1):
+    every convention that is allowed gives the built-in's number, every other label NaN."""
     from keras_helpers import BACKEND, value_and_grad
 
     loss, labels = lk.HingeLoss(), np.asarray(y, dtype="float32")

@@ -417,6 +417,26 @@ def test_jit_bad_entries_of_an_elementwise_loss_are_nan_where_they_are():
         assert np.isnan(value), type(loss).__name__
 
 
+@pytest.mark.skipif(BACKEND == "torch", reason="torch runs the Keras step eagerly: the checks raise")
+@pytest.mark.parametrize("make", [lk.KLDivLoss, lk.CategoricalCELoss, lk.DiceLoss])
+def test_jit_a_bad_class_vector_makes_its_own_position_nan(make):
+    """A probability out of range poisons the position (sample) whose class vector holds it, not
+    the batch: the range test is reduced along the class axis inside the loss's own loop."""
+    from keras_helpers import value_and_grad
+
+    rng = np.random.default_rng(12)
+    y_pred = rng.dirichlet(np.ones(3), size=4).astype("float32")
+    y_true = rng.dirichlet(np.ones(3), size=4).astype("float32")
+    bad = y_pred.copy()
+    bad[2, 1] = 1.5
+    rows = _np(_jit(lambda t, p: make(reduction="none")(t, p))(y_true, bad))
+    assert rows.shape == (4,)
+    assert np.isnan(rows[2]) and np.isfinite(rows[[0, 1, 3]]).all(), rows
+    loss = make()
+    value, grad = value_and_grad(lambda v: loss(y_true, v), bad, compiled=True)
+    assert np.isnan(value) and np.isfinite(grad).all()
+
+
 # --- empty batches, dtypes, assigned hyperparameters ---------------------------------------------
 
 

@@ -370,7 +370,9 @@ def poison(spec: LossSpec, xp, y_pred, y_true, params, axis, loss):
     or a target outside [0, 1] (and NaN in any of them) turns the loss into NaN instead of a
     plausible finite number; so do a negative Poisson count or rate and hinge labels outside
     {0, 1} and {-1, 1} (``spec.checks``). The reduced loss is NaN; unreduced, it is NaN at the bad
-    entries where the checked input has the loss's shape (``_judge``), else everywhere. NaN or
+    entries where the checked input has the loss's shape, at the positions (samples) whose class
+    vector (sample) holds one where the input reduces to the loss's shape (``_judge``), else
+    everywhere. NaN or
     inf in logits propagate through the formula by themselves.
     In eager mode (the checks ran) and with ``value_checks(False)`` the loss is returned as it is.
     """
@@ -380,22 +382,20 @@ def poison(spec: LossSpec, xp, y_pred, y_true, params, axis, loss):
     if 0 in xp.shape(y_pred) or spec.checks == "finite":  # (NaN, inf: the cosine is NaN by itself)
         return loss  # an empty batch: nothing to judge, the empty result as it is
 
-    ranges = []  # (x, lo, hi), judged together at the end (``_judge``)
+    flags = []  # True at the bad entries of an input, judged together at the end (``_judge``)
 
     def outside(x, lo, hi):
-        ranges.append((x, lo, hi))
+        flags.append(_flag(x, lo, hi))
 
-    bad = []
     if spec.checks == "counts":
         outside(y_true, 0.0, float("inf"))
         if not params.get("log_input"):
             outside(y_pred, 0.0, float("inf"))
     elif spec.checks == "signs":
-        # two passes: a code per label, 2 where it is not -1, 0 or 1 (y^3 != y; NaN too), 1 where it
-        # is 0, and min y_true: a 0 beside a -1 mixes the two conventions
+        # a label other than -1, 0 or 1 (y^3 != y; NaN too), and a 0 where some label is -1 (a mix
+        # of the two conventions): one pass (any y < 0), the rest in the loss's own loop
         y = xp.cast_like(y_true, loss)  # (an integer y^3 could wrap around to y)
-        code = xp.max(xp.where(y * y * y != y, 2.0, xp.where(y == 0, 1.0, 0.0)))
-        bad.append(xp.where(xp.min(y) < 0, code > 0, code > 1))
+        flags.append((y * y * y != y) | ((y == 0) & xp.any(y < 0)))
     elif params.get("log_input"):
         outside(y_pred, -float("inf"), 0.0)
     elif not params["from_logits"]:
@@ -409,15 +409,13 @@ def poison(spec: LossSpec, xp, y_pred, y_true, params, axis, loss):
         top = label_top(spec, params, num_classes)
         outside(labels, 0, top - 1)
         if _is_float(labels):
-            whole = xp.cast_like(xp.cast_int(labels), labels)
-            bad.append(xp.any(labels != whole))
+            flags.append(labels != xp.cast_like(xp.cast_int(labels), labels))
     elif not spec.checks:
         outside(y_true, 0.0, 1.0)
-    loss, whole = _judge(xp, ranges, loss)
-    bad += whole
-    if not bad:
+    loss, whole = _judge(xp, flags, loss, axis)
+    if not whole:
         return loss
-    return xp.where(functools.reduce(operator.or_, bad), float("nan"), loss)
+    return xp.where(functools.reduce(operator.or_, whole), float("nan"), loss)
 
 
 def _flag(x, lo, hi):
@@ -431,21 +429,44 @@ def _static(xp, x):
     return shape if all(isinstance(d, int) for d in shape) else None
 
 
-def _judge(xp, ranges, loss):
-    """``loss`` NaN where ``ranges`` (``(x, lo, hi)``) find an ``x`` outside its ``[lo, hi]``, and the
-    booleans left to judge the loss whole. Inputs of one static shape share a flag; the flag of
+def _judge(xp, flags, loss, axis):
+    """``loss`` NaN where ``flags`` (True at an input's bad entries) hold a True, and the booleans
+    left to judge the loss whole. The flags of one static shape are or-ed together. The flag of
     the loss's own shape (an elementwise loss's inputs, a class loss's labels) is a select per
-    entry, part of the loss's own loop rather than a pass of its own (XLA, inductor); each other
-    flag is reduced by ``any`` (on XLA's CPU backend 2-3x faster than a min or a max)."""
+    entry, and a flag that reduces to the loss's shape (a class loss's inputs along the class
+    axis ``axis``, a per-sample loss's over each sample) is reduced by ``any`` along those axes
+    and selected per position: both part of the loss's own loop rather than a pass of their own
+    (XLA, inductor). Each other flag (a loss over the whole batch) is reduced by ``any`` whole
+    (on XLA's CPU backend 2-3x faster than a min or a max)."""
     groups = {}
-    for x, lo, hi in ranges:
-        key = _static(xp, x) or id(x)
-        flag = _flag(x, lo, hi)
+    for flag in flags:
+        key = _static(xp, flag) or id(flag)
         groups[key] = flag if key not in groups else groups[key] | flag
-    own = groups.pop(_static(xp, loss), None)
+    shape = _static(xp, loss)
+    own, whole = groups.pop(shape, None), []
+    for key, flag in groups.items():
+        axes = _axes_to(key, shape, axis)
+        if axes is None:
+            whole.append(xp.any(flag))
+        else:
+            flag = xp.any(flag, axis=axes)
+            own = flag if own is None else own | flag
     if own is not None:
         loss = xp.where(own, float("nan"), loss)
-    return loss, [xp.any(flag) for flag in groups.values()]
+    return loss, whole
+
+
+def _axes_to(shape, target, axis):
+    """The axes whose removal makes ``shape`` the loss's shape ``target``: the class axis, every
+    axis past the batch's, or those less the class axis (per class and sample); else ``None``."""
+    if not isinstance(shape, tuple) or not target or len(target) >= len(shape):
+        return None
+    ndim = len(shape)
+    rest = tuple(a for a in range(1, ndim) if axis is None or a != axis % ndim)
+    for axes in ((axis % ndim,) if axis is not None else (), tuple(range(1, ndim)), rest):
+        if axes and tuple(d for a, d in enumerate(shape) if a not in axes) == target:
+            return axes
+    return None
 
 
 def safe_labels(spec: LossSpec, xp, y_pred, y_true, params, axis):

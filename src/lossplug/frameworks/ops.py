@@ -44,6 +44,7 @@ class NumpyBackend:
     abs = staticmethod(np.abs)
     square = staticmethod(np.square)
     minimum = staticmethod(np.minimum)
+    maximum = staticmethod(np.maximum)
     where = staticmethod(np.where)
     clip = staticmethod(np.clip)
     expand_dims = staticmethod(np.expand_dims)
@@ -76,6 +77,9 @@ class NumpyBackend:
 
     def relu(self, x):
         return np.maximum(x, 0.0)
+
+    def minus_abs(self, x):
+        return -np.abs(x)
 
     def ones_like(self, x):
         return np.ones_like(x)
@@ -210,6 +214,11 @@ class TorchBackend:
             return self.torch.clamp(x, max=y)
         return self.torch.minimum(x, y)
 
+    def maximum(self, x, y):
+        if not isinstance(y, self.torch.Tensor):
+            return self.torch.clamp(x, min=y)
+        return self.torch.maximum(x, y)
+
     def where(self, cond, x, y):
         return self.torch.where(cond, x, y)
 
@@ -265,6 +274,9 @@ class TorchBackend:
     def relu(self, x):
         return self.torch.relu(x)
 
+    def minus_abs(self, x):
+        return -self.torch.abs(x)  # (inductor: a select on the sign made BCE with logits 1.5-1.8x slower)
+
     def ones_like(self, x):
         return self.torch.ones_like(x)
 
@@ -278,8 +290,8 @@ class TorchBackend:
             return x.amin()
         return x.amin(dim=axis, keepdim=keepdims)
 
-    def any(self, x):
-        return x.any()
+    def any(self, x, axis=None):
+        return x.any() if axis is None else x.any(dim=axis)
 
     def stop_gradient(self, x):
         return x.detach()
@@ -409,7 +421,7 @@ class KerasBackend:
         return self.ops.convert_to_tensor(values, dtype=like.dtype)
 
     def __getattr__(self, name):
-        # log, abs, square, minimum, where, clip, expand_dims, squeeze, take_along_axis, reshape,
+        # log, abs, square, minimum, maximum, where, clip, expand_dims, squeeze, take_along_axis, reshape,
         # softplus, log_sigmoid, sigmoid, take, ones_like, any: keras.ops already has them by these names.
         return getattr(self.ops, name)
 
@@ -418,6 +430,11 @@ class KerasBackend:
 
     def mean(self, x, axis=None, keepdims=False):
         return self.ops.mean(x, axis=axis, keepdims=keepdims)
+
+    def minus_abs(self, x):
+        # -|x| as a select on the sign: XLA fuses it with the formula's other selects, where abs
+        # adds its sign to the gradient (BCE with logits on TensorFlow 1.12x -> 1.0-1.05x Keras's)
+        return self.ops.where(x >= 0, -x, x)
 
     def smallest_normal(self, like) -> float:
         import ml_dtypes  # NumPy's finfo knows no bfloat16
