@@ -76,15 +76,16 @@ def _log_probs(xp, y_pred, *, from_logits, eps, axis, numerics="lossplug"):
 def bce_with_logits(xp, logits, y, pos_weight=1.0, neg_weight=1.0):
     r""":math:`w_-(1-y)\operatorname{softplus}(x) + w_+ y\operatorname{softplus}(-x)`, elementwise.
 
-    With :math:`s = \log(1 + e^{-|x|})`, :math:`\operatorname{softplus}(\pm x) = \max(\pm x, 0) + s`:
+    With :math:`s = \log(1 + e^{-|x|})`, :math:`\operatorname{softplus}(\pm x) = \max(\pm x, 0) + s`,
+    so the unweighted loss is :math:`s + (1 - y)x` where :math:`x \ge 0`, :math:`s - yx` elsewhere:
     every term is non-negative (no cancellation), so confident logits keep their precision (a
-    term of 1e-7 at :math:`|x| = 16` is exact in float32), and one ``exp`` serves both sides.
+    term of 1e-7 at :math:`|x| = 16` is exact in float32); one ``exp``, one ``log1p``, one select.
     """
-    s = xp.log1p(xp.exp(-xp.abs(logits)))
-    pos, neg = xp.relu(-logits) + s, xp.relu(logits) + s
+    s = xp.log1p(xp.exp(xp.minus_abs(logits)))
     if pos_weight == neg_weight:
-        out = (1.0 - y) * neg + y * pos
+        out = s + logits * xp.where(logits >= 0, 1.0 - y, -y)
         return out if pos_weight == 1.0 else pos_weight * out
+    pos, neg = xp.relu(-logits) + s, xp.relu(logits) + s
     return neg_weight * ((1.0 - y) * neg) + pos_weight * (y * pos)
 
 
@@ -141,9 +142,9 @@ def categorical_ce(
     d = _two_class_gap(xp, y_pred, axis) if from_logits else None
     if d is not None:  # lse(x) - x_0 = softplus(x_1 - x_0), the same for x_1
         loss = xp.select(y, 0, axis) * xp.softplus(d) + xp.select(y, 1, axis) * xp.softplus(-d)
-    elif from_logits:  # sum_c y_c (lse - z_c), z = x - max x: non-negative terms
-        z, lse = _shifted_logsumexp(xp, y_pred, axis)
-        loss = xp.sum(y * (xp.expand_dims(lse, axis) - z), axis=axis)
+    elif from_logits:  # (sum_c y_c) lse - sum_c y_c z_c, z = x - max x <= 0: non-negative terms
+        z, lse = _shifted_logsumexp(xp, y_pred, axis)  # (lse not broadcast back: one pass fewer)
+        loss = xp.sum(y, axis=axis) * lse - xp.sum(y * z, axis=axis)
     else:
         log_p = _log_probs(xp, y_pred, from_logits=False, eps=eps, axis=axis, numerics=numerics)
         loss = -xp.sum(y * log_p, axis=axis)

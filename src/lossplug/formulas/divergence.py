@@ -36,13 +36,12 @@ def _kl_terms(xp, y_pred, y_true, *, from_logits, log_input, axis, eps, numerics
         p, q = xp.clip(y_true, eps, 1.0), xp.clip(y_pred, eps, 1.0)
         return xp.sum(p * xp.log(p / q), axis=axis)
     if not (from_logits or log_input):
-        # one log per term, of p / q: q is clipped to [eps, 1], so p / q >= p, and the terms with p
-        # below the smallest normal number count 0 (as p = 0 does), so p / q is never subnormal,
-        # which XLA's CPU code flushes to 0 (log 0 = -inf)
-        positive = y_true >= xp.smallest_normal(y_pred)
+        # one log per term, of max(p, tiny) / q: q is clipped to [eps, 1], so the ratio is at least
+        # the smallest normal number, never subnormal, which XLA's CPU code flushes to 0 (log 0 =
+        # -inf); a term whose p is 0 is 0 times a finite log, and so is its gradient
+        floor = xp.smallest_normal(y_pred)
         q = xp.clip(y_pred, eps, 1.0)
-        ratio = xp.where(positive, y_true, 1.0 + 0 * y_true) / xp.where(positive, q, 1.0 + 0 * q)
-        return xp.sum(y_true * xp.log(ratio), axis=axis)
+        return xp.sum(y_true * xp.log(xp.maximum(y_true, floor) / q), axis=axis)
     log_q = xp.log_softmax(y_pred, axis) if from_logits else y_pred
     positive = y_true > 0
     safe_p = xp.where(positive, y_true, 1.0 + 0 * y_true)

@@ -48,7 +48,11 @@ def focal(xp, y_pred, y_true, *, gamma, alpha, from_logits, label_smoothing, eps
         loss = -(y * xp.log(p) + (1.0 - y) * xp.log(q))
     if gamma != 0:
         if from_logits:
-            one_minus_pt = y * xp.sigmoid(-y_pred) + (1.0 - y) * xp.sigmoid(y_pred)
+            # sigma(|x|) = 1 / (1 + e) and sigma(-|x|) = e / (1 + e), e = exp(-|x|) as in the BCE
+            # (one exp once compiled), each exact where the other rounds to 1
+            up, e = y_pred >= 0, xp.exp(xp.minus_abs(y_pred))
+            r = 1.0 / (1.0 + e)
+            one_minus_pt = y * xp.where(up, e * r, r) + (1.0 - y) * xp.where(up, r, e * r)
         else:
             p = xp.clip(y_pred, eps, 1.0 - eps)
             one_minus_pt = y * (1.0 - p) + (1.0 - y) * p
