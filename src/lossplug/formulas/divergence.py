@@ -39,7 +39,7 @@ def _kl_terms(xp, y_pred, y_true, *, from_logits, log_input, axis, eps, numerics
         # one log per term, of max(p, tiny) / q: q is clipped to [eps, 1], so the ratio is at least
         # the smallest normal number, never subnormal, which XLA's CPU code flushes to 0 (log 0 =
         # -inf); a term whose p is 0 is 0 times a finite log, and so is its gradient
-        floor = xp.smallest_normal(y_pred)
+        floor = xp.constant(xp.smallest_normal(y_pred), y_true)  # (a Python float may become float32)
         q = xp.clip(y_pred, eps, 1.0)
         return xp.sum(y_true * xp.log(xp.maximum(y_true, floor) / q), axis=axis)
     log_q = xp.log_softmax(y_pred, axis) if from_logits else y_pred

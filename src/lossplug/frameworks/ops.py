@@ -421,7 +421,7 @@ class KerasBackend:
         return self.ops.convert_to_tensor(values, dtype=like.dtype)
 
     def __getattr__(self, name):
-        # log, abs, square, minimum, maximum, where, clip, expand_dims, squeeze, take_along_axis, reshape,
+        # log, abs, square, minimum, where, clip, expand_dims, squeeze, take_along_axis, reshape,
         # softplus, log_sigmoid, sigmoid, take, ones_like, any: keras.ops already has them by these names.
         return getattr(self.ops, name)
 
@@ -430,6 +430,11 @@ class KerasBackend:
 
     def mean(self, x, axis=None, keepdims=False):
         return self.ops.mean(x, axis=axis, keepdims=keepdims)
+
+    def maximum(self, x, y):
+        if self.keras.backend.backend() == "torch":  # keras.ops.maximum gives float32 there (3.15)
+            return self.ops.where(x >= y, x, y)
+        return self.ops.maximum(x, y)
 
     def minus_abs(self, x):
         # -|x| as a select on the sign: XLA fuses it with the formula's other selects, where abs
