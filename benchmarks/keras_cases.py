@@ -9,7 +9,7 @@ Forward + backward (the gradient with respect to ``y_pred``) is one compiled fun
 ``tf.function(jit_compile=True)`` around a ``GradientTape`` on TensorFlow, ``jax.jit`` of
 ``jax.value_and_grad`` on JAX. Under XLA lossplug's value checks cannot raise: they make the loss
 NaN on bad input (``core.poison``: a select inside the loss's own loop where the checked input
-has the loss's shape, else one more pass over the checked inputs of each shape);
+has the loss's shape or reduces to it along the class axis, else one more pass for the batch);
 ``lossplug (checks off)`` is the same loss traced inside ``lossplug.value_checks(False)``.
 """
 
