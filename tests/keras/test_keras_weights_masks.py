@@ -437,6 +437,26 @@ def test_jit_a_bad_class_vector_makes_its_own_position_nan(make):
     assert np.isnan(value) and np.isfinite(grad).all()
 
 
+@pytest.mark.skipif(BACKEND == "torch", reason="torch runs the Keras step eagerly: the checks raise")
+def test_jit_a_bad_entry_of_per_class_dice_makes_its_sample_nan():
+    """Dice per class on (N, H, W, C) is one value per sample: the range test of the
+    probabilities, and of a label map (which has no class axis), reduces over each sample, not
+    over the batch."""
+    rng = np.random.default_rng(13)
+    y_pred = rng.dirichlet(np.ones(3), size=(4, 5, 5)).astype("float32")
+    masks = np.eye(3, dtype="float32")[rng.integers(0, 3, (4, 5, 5))]
+    bad = y_pred.copy()
+    bad[2, 3, 1, 1] = -0.5
+    loss = lk.DiceLoss(per_class=True, reduction="none")
+    values = _np(_jit(lambda t, p: loss(t, p))(masks, bad))
+    assert values.shape == (4,)
+    assert (np.isnan(values) == (np.arange(4) == 2)).all(), values
+    labels = rng.integers(0, 3, (4, 5, 5)).astype("int32")
+    labels[1, 0, 0] = 7
+    values = _np(_jit(lambda t, p: loss(t, p))(labels, y_pred))
+    assert (np.isnan(values) == (np.arange(4) == 1)).all(), values
+
+
 # --- empty batches, dtypes, assigned hyperparameters ---------------------------------------------
 
 

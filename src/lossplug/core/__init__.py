@@ -457,14 +457,14 @@ def _judge(xp, flags, loss, axis):
 
 
 def _axes_to(shape, target, axis):
-    """The axes whose removal makes ``shape`` the loss's shape ``target``: the class axis, every
-    axis past the batch's, or those less the class axis (per class and sample); else ``None``."""
+    """The axes whose removal makes ``shape`` the loss's shape ``target``: ``y_pred``'s class axis
+    ``axis`` (for a flag of labels, one axis fewer, no match or the same as the next), or every
+    axis past the batch's (a per-sample loss); else ``None``."""
     if not isinstance(shape, tuple) or not target or len(target) >= len(shape):
         return None
-    ndim = len(shape)
-    rest = tuple(a for a in range(1, ndim) if axis is None or a != axis % ndim)
-    for axes in ((axis % ndim,) if axis is not None else (), tuple(range(1, ndim)), rest):
-        if axes and tuple(d for a, d in enumerate(shape) if a not in axes) == target:
+    samples = tuple(range(1, len(shape)))
+    for axes in [samples] if axis is None else [(axis,), samples]:
+        if tuple(d for a, d in enumerate(shape) if a not in axes) == target:
             return axes
     return None
 

@@ -433,7 +433,7 @@ class KerasBackend:
 
     def maximum(self, x, y):
         if self.keras.backend.backend() == "torch":  # keras.ops.maximum gives float32 there (3.15)
-            return self.ops.where(x >= y, x, y)
+            return self.ops.where(x < y, y, x)  # (NaN in x stays NaN, as maximum keeps it)
         return self.ops.maximum(x, y)
 
     def minus_abs(self, x):
