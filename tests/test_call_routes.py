@@ -60,6 +60,30 @@ def test_the_remembered_route_still_checks_the_values():
         ce(torch.randn(16, 4), torch.full((16,), 7))
 
 
+@pytest.mark.parametrize("make, bad, match", [
+    (lambda: lt.KLDivLoss(), "y_pred", r"y_pred \(probabilities, from_logits=False\) must lie in \[0, 1\]"),
+    (lambda: lt.KLDivLoss(), "nan", r"found values from nan to nan"),
+    (lambda: lt.CategoricalCELoss(from_logits=True), "y_true", r"y_true \(targets\) must lie in \[0, 1\]"),
+], ids=["kl-probabilities", "kl-nan", "soft-ce-targets"])
+def test_the_remembered_route_checks_each_range_it_reads(make, bad, match):
+    """The route's checks are the ranges ``check_values`` reads, tested without building its
+    arguments per call: a bad range in a later call of the same signature still raises, naming
+    it, and ``value_checks(False)`` turns them off on the route too."""
+    import lossplug
+
+    loss = make()
+    p = torch.softmax(torch.randn(16, 4), 1)
+    q = torch.softmax(torch.randn(16, 4), 1)
+    loss(q, p)
+    assert len(_routes(loss)) == 1
+    bad_q = {"y_pred": q + 2.0, "nan": q * float("nan")}.get(bad, q)
+    bad_p = p * 3.0 if bad == "y_true" else p
+    with pytest.raises(ValueError, match=match):
+        loss(bad_q, bad_p)
+    with lossplug.value_checks(False):
+        assert loss(bad_q, bad_p).shape == ()
+
+
 def test_signatures_that_differ_take_their_own_route():
     loss = lt.MSELoss()
     a, b = torch.randn(8, 3), torch.randn(8, 3)

@@ -168,7 +168,7 @@ class LossModule(LossAdapter, nn.Module):
                     ):
                         if len(routes) >= 64:  # (shapes that change every call: no unbounded growth)
                             routes.clear()
-                        routes[signature] = self._route(native, params, axis)
+                        routes[signature] = self._route(native, params, axis, y_pred.dim() != y_true.dim())
                     return out
                 checked = True
         if not checked:
@@ -197,12 +197,21 @@ class LossModule(LossAdapter, nn.Module):
         _core.check_values(spec, _xp, y_pred, y_true, params, axis)
         return native(self, y_pred, y_true, axis)
 
-    def _route(self, native, params, axis):
+    def _route(self, native, params, axis, labels):
         """``route(y_pred, y_true)``: torch's kernel after the value checks, or alone where none
         reads the data (``mse``, ``mae``, ``huber``)."""
         if not _core.has_value_checks(self.spec, params):
             return lambda y_pred, y_true: native(self, y_pred, y_true, axis)
-        return functools.partial(self._checked_native, native, params=params, axis=axis)
+        ranges = _core.range_checks(self.spec, params, labels)
+        if ranges is None:
+            return functools.partial(self._checked_native, native, params=params, axis=axis)
+
+        def route(y_pred, y_true):  # the ranges, then torch's kernel: no dict or check built per call
+            if not ranges(_xp, y_pred, y_true):
+                _core.check_values(self.spec, _xp, y_pred, y_true, params, axis)
+            return native(self, y_pred, y_true, axis)
+
+        return route
 
     def _make_plan(self):
         """What every call needs and no call changes: the parameters, the ranges the value checks

@@ -169,6 +169,27 @@ def check_values(spec: LossSpec, xp, y_pred, y_true, params, axis, ranges=None):
         raise _range_error(spec, "y_true (targets)", lo, hi, "[0, 1]")
 
 
+def range_checks(spec: LossSpec, params, labels: bool):
+    """A call plan's form of ``check_values`` where it reads only ranges: ``check(xp, y_pred,
+    y_true)``, true where the inputs pass (``check_values`` then has nothing to say; where it is
+    false, ``check_values`` names the problem). ``None`` where the checks are more than two ranges
+    (labels, ``spec.checks``)."""
+    if spec.checks or labels or not has_value_checks(spec, params):
+        return None
+    pred = (-float("inf"), 0.0) if params.get("log_input") else None if params["from_logits"] else (0.0, 1.0)
+
+    def within(xp, x, bounds):
+        lo, hi = xp.minmax(x)
+        return lo >= bounds[0] and hi <= bounds[1]  # (False for NaN)
+
+    def check(xp, y_pred, y_true):
+        if not (_VALUE_CHECKS and xp.is_concrete(y_pred)) or 0 in xp.shape(y_pred):
+            return True
+        return (pred is None or within(xp, y_pred, pred)) and within(xp, y_true, (0.0, 1.0))
+
+    return check
+
+
 def has_value_checks(spec: LossSpec, params) -> bool:
     """Whether ``check_values`` reads the data: the losses with ``from_logits`` and ``spec.checks``."""
     return "from_logits" in params or bool(spec.checks)
