@@ -299,6 +299,10 @@ class LossSpec:
     # "counts" (y_true >= 0, y_pred >= 0 unless log_input), "signs" (labels all in {0, 1}
     # or all in {-1, 1}), "finite" (no NaN or infinity in y_pred or y_true); "": none
     checks: str = ""
+    # each entry of y_pred (probabilities) enters a term of its own, which the class axis sums
+    # (lossplug's numerics): a NaN put in at a bad entry makes its position's loss NaN and leaves
+    # every other entry's gradient finite (lossplug.core.poison_inputs)
+    separable: bool = False
 
     @property
     def defaults(self) -> dict[str, Any]:
@@ -433,6 +437,7 @@ _SPECS = (
         example=(_CLASS_PROBS, _ONE_HOT, {}),
         plots=({}, {"label_smoothing": 0.1}),
         targets_doc=_ONEHOT_DOC,
+        separable=True,
         cases=(
             case(check=True), case("soft", inputs="soft"),
             case("logits", from_logits=True),
@@ -617,6 +622,7 @@ _SPECS = (
         inputs="distributions",
         example=(_CLASS_PROBS, [[0.6, 0.3, 0.1], [0.2, 0.2, 0.6]], {}),
         targets_doc="same shape: the target distribution p",
+        separable=True,
         cases=(
             case(),
             case("zeros", inputs="distributions_zeros", shape=(6, 5), check=True),
@@ -661,6 +667,7 @@ _SPECS = (
         targets_doc=(
             "one-hot or soft targets shaped like `y_pred`, or integer labels without the class axis"
         ),
+        separable=True,
         cases=(
             case(check=True),
             case("logits", from_logits=True),

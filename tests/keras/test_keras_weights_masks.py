@@ -418,17 +418,23 @@ def test_jit_bad_entries_of_an_elementwise_loss_are_nan_where_they_are():
 
 
 @pytest.mark.skipif(BACKEND == "torch", reason="torch runs the Keras step eagerly: the checks raise")
-@pytest.mark.parametrize("make", [lk.KLDivLoss, lk.CategoricalCELoss, lk.DiceLoss])
-def test_jit_a_bad_class_vector_makes_its_own_position_nan(make):
-    """A probability out of range poisons the position (sample) whose class vector holds it, not
-    the batch: the range test is reduced along the class axis inside the loss's own loop."""
+@pytest.mark.parametrize("where", ["y_pred", "y_true"])
+@pytest.mark.parametrize("make", [lk.KLDivLoss, lk.CategoricalCELoss, lk.CategoricalFocalLoss, lk.DiceLoss])
+def test_jit_a_bad_class_vector_makes_its_own_position_nan(make, where):
+    """A probability (or target) out of range poisons the position (sample) whose class vector
+    holds it, not the batch: the range test is reduced along the class axis inside the loss's own
+    loop, or (JAX, a loss of separable terms) selects a NaN into that entry of ``y_pred``."""
     from keras_helpers import value_and_grad
 
     rng = np.random.default_rng(12)
     y_pred = rng.dirichlet(np.ones(3), size=4).astype("float32")
     y_true = rng.dirichlet(np.ones(3), size=4).astype("float32")
     bad = y_pred.copy()
-    bad[2, 1] = 1.5
+    if where == "y_pred":
+        bad[2, 1] = 1.5
+    else:
+        bad, y_true = y_pred, y_true.copy()
+        y_true[2, 1] = -0.5
     rows = _np(_jit(lambda t, p: make(reduction="none")(t, p))(y_true, bad))
     assert rows.shape == (4,)
     assert np.isnan(rows[2]) and np.isfinite(rows[[0, 1, 3]]).all(), rows

@@ -382,6 +382,12 @@ class KerasBackend:
 
         self.keras, self.ops = keras, keras.ops
 
+    @property
+    def poisons_inputs(self) -> bool:
+        # XLA on JAX runs a row reduction as a pass of its own (YNNPACK): a flag reduced along the
+        # class axis after the formula costs one; TensorFlow's XLA fuses it (core.poison_inputs)
+        return self.keras.backend.backend() == "jax"
+
     def is_concrete(self, x) -> bool:
         backend = self.keras.backend.backend()
         if backend == "tensorflow":
