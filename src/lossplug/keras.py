@@ -105,11 +105,12 @@ class LossClass(LossAdapter, keras.losses.Loss):
         params = self.params()
         axis = _core.class_axis(self.spec, params, len(y_pred.shape), "keras")
         # in a graph (no value checks): labels out of range replaced for the formula, the loss NaN
-        given, taken = y_pred, False
+        formula_input, taken = y_pred, False
         if type(self).terms is LossClass.terms:  # (a subclass's own formula: judged after it)
-            y_pred, taken = _core.poison_inputs(self.spec, _xp, y_pred, y_true, params)
-        loss, weight = self.terms(_core.safe_labels(self.spec, _xp, given, y_true, params, axis), y_pred)
-        return _core.poison(self.spec, _xp, given, y_true, params, axis, loss, taken), weight
+            formula_input, taken = _core.poison_inputs(self.spec, _xp, y_pred, y_true, params)
+        labels = _core.safe_labels(self.spec, _xp, y_pred, y_true, params, axis)
+        loss, weight = self.terms(labels, formula_input)
+        return _core.poison(self.spec, _xp, y_pred, y_true, params, axis, loss, taken), weight
 
     def _inputs(self, y_true, y_pred):
         # y_pred in the loss's dtype (float32 under the mixed policies); targets shaped like y_pred

@@ -444,6 +444,33 @@ def test_jit_a_bad_class_vector_makes_its_own_position_nan(make, where):
 
 
 @pytest.mark.skipif(BACKEND == "torch", reason="torch runs the Keras step eagerly: the checks raise")
+@pytest.mark.parametrize("make, selected", [
+    (lambda: lk.KLDivLoss(), True),
+    (lambda: lk.CategoricalFocalLoss(), True),
+    (lambda: lk.CategoricalCELoss(from_logits=True), False),  # (NaN in a logit: the row's gradient)
+    (lambda: lk.CategoricalCELoss(numerics="keras"), False),  # (renormalised: every entry)
+    (lambda: lk.CategoricalCELoss(ignore_index=0), False),
+    (lambda: lk.DiceLoss(), False),
+], ids=["kl", "categorical-focal", "ce-logits", "ce-keras-numerics", "ce-ignore", "dice"])
+def test_jit_jax_selects_nan_into_the_probabilities_of_a_separable_loss(make, selected):
+    """On JAX (only there) a loss of separable terms on probabilities judges its inputs by a
+    select into ``y_pred`` before the formula (``core.poison_inputs``); the others after it."""
+    from lossplug import core
+    from lossplug.frameworks.ops import get_backend
+
+    loss, taken = make(), []
+
+    def judge(t, p):
+        p, took = core.poison_inputs(loss.spec, get_backend("keras"), p, t, loss.params())
+        taken.append(took)
+        return p
+
+    y = np.full((4, 3), 1 / 3, "float32")
+    _jit(judge)(y, y)
+    assert taken == [selected and BACKEND == "jax"]
+
+
+@pytest.mark.skipif(BACKEND == "torch", reason="torch runs the Keras step eagerly: the checks raise")
 def test_jit_a_bad_entry_of_per_class_dice_makes_its_sample_nan():
     """Dice per class on (N, H, W, C) is one value per sample: the range test of the
     probabilities, and of a label map (which has no class axis), reduces over each sample, not

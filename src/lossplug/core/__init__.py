@@ -176,7 +176,7 @@ def range_checks(spec: LossSpec, params, labels: bool):
     (labels, ``spec.checks``)."""
     if spec.checks or labels or not has_value_checks(spec, params):
         return None
-    pred = (-float("inf"), 0.0) if params.get("log_input") else None if params["from_logits"] else (0.0, 1.0)
+    pred = _pred_range(params)
 
     def within(xp, x, bounds):
         lo, hi = xp.minmax(x)
@@ -188,6 +188,14 @@ def range_checks(spec: LossSpec, params, labels: bool):
         return (pred is None or within(xp, y_pred, pred)) and within(xp, y_true, (0.0, 1.0))
 
     return check
+
+
+def _pred_range(params):
+    """The range the checks ask of ``y_pred`` beside ``from_logits``: ``(-inf, 0]`` for
+    log-probabilities, ``[0, 1]`` for probabilities, ``None`` for logits."""
+    if params.get("log_input"):
+        return -float("inf"), 0.0
+    return None if params["from_logits"] else (0.0, 1.0)
 
 
 def has_value_checks(spec: LossSpec, params) -> bool:
@@ -398,8 +406,7 @@ def poison_inputs(spec: LossSpec, xp, y_pred, y_true, params):
         return y_pred, False  # (through a softmax or a renormalisation NaN reaches every entry)
     if len(xp.shape(y_true)) != len(xp.shape(y_pred)) or params.get("ignore_index") is not None:
         return y_pred, False  # (labels; an ignored sample's loss is dropped, NaN or not)
-    flags = [_flag(y_pred, -float("inf"), 0.0) if params.get("log_input") else _flag(y_pred, 0.0, 1.0),
-             _flag(y_true, 0.0, 1.0)]
+    flags = [_flag(y_pred, *_pred_range(params)), _flag(y_true, 0.0, 1.0)]
     return xp.where(functools.reduce(operator.or_, flags), float("nan"), y_pred), True
 
 
@@ -442,10 +449,8 @@ def poison(spec: LossSpec, xp, y_pred, y_true, params, axis, loss, inputs_taken=
         # of the two conventions): one pass (any y < 0), the rest in the loss's own loop
         y = xp.cast_like(y_true, loss)  # (an integer y^3 could wrap around to y)
         flags.append((y * y * y != y) | ((y == 0) & xp.any(y < 0)))
-    elif params.get("log_input"):
-        outside(y_pred, -float("inf"), 0.0)
-    elif not params["from_logits"]:
-        outside(y_pred, 0.0, 1.0)
+    elif _pred_range(params) is not None:
+        outside(y_pred, *_pred_range(params))
     if len(xp.shape(y_true)) != len(xp.shape(y_pred)):
         labels = y_true
         ignore = params.get("ignore_index")

@@ -146,9 +146,9 @@ class NumpyBackend:
 
 
 _NUMPY_MINMAX = (1 << 16, 1 << 19)
-"""Sizes whose range a contiguous CPU int64 tensor takes through NumPy's min and max: inside the
-caches they vectorise better than ``torch.aminmax`` (torch 2.13: 0.8x its time from 65536 to 262144
-elements); smaller, NumPy's call costs more (5.4 us against 3.4 at 8192), larger, both are
+"""Sizes whose range a contiguous CPU integer tensor takes through NumPy's min and max: inside the
+caches they vectorise better than ``torch.aminmax`` (torch 2.13, int64: 0.8x its time from 65536 to
+262144 elements); smaller, NumPy's call costs more (5.4 us against 3.4 at 8192), larger, both are
 memory-bound. Floats and booleans take ``aminmax`` (float32 0.5x NumPy's time at 8192, 0.85x at 65536,
 0.95x at 262144)."""
 
