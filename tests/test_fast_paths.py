@@ -772,7 +772,8 @@ def test_int64_label_maps_reach_the_kernel_as_int32(small_fused, name, monkeypat
 
 def test_which_sizes_take_the_derived_kernel_follow_the_class_count():
     """The sizes of ``derived.NATIVE_UP_TO``: torch's kernel below them. On the CPU torch's
-    log_softmax is slow over fewer than 16 classes in 2-D input; with 2 classes soft-target CE and
+    log_softmax is slow over fewer classes than a vector has lanes (16 on AVX-512, 8 on AVX2) in
+    2-D input; with 2 classes soft-target CE and
     KL keep torch's kernel at every size; segmentation input has sizes of its own; probabilities
     (no torch kernel) take the derived kernel from ``TRACED_MIN_NUMEL``, a subclass's formula
     from ``DERIVED_MIN_NUMEL``."""
@@ -783,10 +784,12 @@ def test_which_sizes_take_the_derived_kernel_follow_the_class_count():
     assert size("categorical_ce", (100, 2)) is None and size("kl_div", (100, 2)) is None
     assert size("sparse_categorical_ce", (100, 2)) == sizes["sparse_categorical_ce"].rows[0][1]
     for name in ("sparse_categorical_ce", "categorical_ce", "kl_div"):
-        assert size(name, (100, 10)) == 1 << 13
+        assert size(name, (100, derived.LANES - 1)) == 1 << 13
+        assert size(name, (100, derived.LANES)) == sizes[name].rows[-1][1]
         assert size(name, (100, 64)) == sizes[name].rows[-1][1] >= 1 << 16
         assert size(name, (2, 2, 8, 8)) == sizes[name].spatial
     assert size("mse", (100, 10)) == sizes["elementwise"]
+    assert [derived.float_lanes(c) for c in ("AVX512", "AVX512_BF16", "AVX2", "DEFAULT")] == [16, 16, 8, 8]
     assert size("bce", (100,), native=False) == derived.TRACED_MIN_NUMEL
     assert size("bce", (100,), native=False, own=False) == derived.DERIVED_MIN_NUMEL
     assert torch_native.route_for("bce", {"from_logits": False}) is None

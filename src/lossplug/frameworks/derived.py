@@ -54,11 +54,19 @@ class ByClasses(NamedTuple):
     spatial: int
 
 
+def float_lanes(capability: str) -> int:
+    """float32 lanes of ATen's CPU vectors for ``torch.backends.cpu.get_cpu_capability()``."""
+    return 16 if capability.startswith("AVX512") else 8
+
+
+LANES = float_lanes(torch.backends.cpu.get_cpu_capability())
+"""Below this many classes torch's CPU ``log_softmax`` over the last axis runs a scalar loop."""
+
 NATIVE_UP_TO = {
     "elementwise": 1 << 21, "positions": 1 << 19, "bce": 1 << 16, "weighted_bce": 1 << 16,
-    "sparse_categorical_ce": ByClasses(((3, 1 << 15), (16, 1 << 13), (None, 1 << 19)), 1 << 18),
-    "categorical_ce": ByClasses(((3, None), (16, 1 << 13), (None, 1 << 17)), 1 << 18),
-    "kl_div": ByClasses(((3, None), (16, 1 << 13), (None, 1 << 16)), 1 << 16),
+    "sparse_categorical_ce": ByClasses(((3, 1 << 15), (LANES, 1 << 13), (None, 1 << 19)), 1 << 18),
+    "categorical_ce": ByClasses(((3, None), (LANES, 1 << 13), (None, 1 << 17)), 1 << 18),
+    "kl_div": ByClasses(((3, None), (LANES, 1 << 13), (None, 1 << 16)), 1 << 16),
 }
 """Where torch has a kernel of the loss (``lossplug.frameworks.torch_native``), it runs below these
 sizes, by the loss's name or else its kind: the elementwise losses are memory-bound, and the derived
@@ -69,14 +77,16 @@ registers, faster than torch's log_sigmoid from 1e5 (bce 0.97x at 1e5, 0.75x at 
 0.58x).
 
 The class losses' crossover depends on the class count (CPU, one thread, forward and backward):
-torch's ``log_softmax`` over a class axis of fewer than 16 entries in 2-D ``(N, C)`` input runs
-a scalar loop, ~25 ns an element against ~2.5 from 16 classes on, so there the kernel wins from
-8192 elements (sparse CE 0.58x, 0.39x at 16k for C = 4, 10; soft CE 0.45x-0.78x; KL 0.42x-0.82x).
-With 2 classes the kernel's loop is poor: sparse CE wins from 32k (0.96x), soft CE and KL never
-(1.05x and 1.15x at 2e6: ``None``, torch's always). From 16 classes on: sparse CE from 5e5 (1.05x at
-3e5), soft CE from 1.3e5 (with the value checks' pass over the soft targets, torch's route takes
-1.2x-1.25x F.cross_entropy's time from 1.3e5 to 2.6e5 elements, the kernel 0.95x-1.2x; 1.3x against
-1.25x at 64k), KL from 64k (0.73x-0.78x). Segmentation input
+torch's ``log_softmax`` over a class axis of fewer entries than a vector has lanes (``LANES``: 16
+on AVX-512, 8 on AVX2) in 2-D ``(N, C)`` input runs a scalar loop, ~25 ns an element against
+~2.5-9 from ``LANES`` classes on (AVX2, ``F.cross_entropy``: 26 ns at C = 7, 6.2 at 8, 8.8 at 10,
+4.8 at 16), so there the kernel wins from 8192 elements (AVX-512: sparse CE 0.58x, 0.39x at 16k
+for C = 4, 10; soft CE 0.45x-0.78x; KL 0.42x-0.82x). With 2 classes the kernel's loop is poor:
+sparse CE wins from 32k (0.96x), soft CE and KL never (1.05x and 1.15x at 2e6: ``None``, torch's
+always). From ``LANES`` classes on: sparse CE from 5e5 (1.05x at 3e5; AVX2, C = 10: 1.09x against
+torch's 1.07x at 1.6e5), soft CE from 1.3e5 (with the value checks' pass over the soft targets,
+torch's route takes 1.2x-1.25x F.cross_entropy's time from 1.3e5 to 2.6e5 elements, the kernel
+0.95x-1.2x; 1.3x against 1.25x at 64k), KL from 64k (0.73x-0.78x). Segmentation input
 ``(N, C, H, W)`` takes torch's vectorised spatial kernels: the kernel wins from 2.6e5 (sparse and
 soft CE 0.81x-0.96x, 1.1x-1.5x at 64k), KL from 64k (0.71x). On a GPU the kind's size applies."""
 
