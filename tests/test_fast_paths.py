@@ -773,8 +773,8 @@ def test_int64_label_maps_reach_the_kernel_as_int32(small_fused, name, monkeypat
 def test_which_sizes_take_the_derived_kernel_follow_the_class_count():
     """The sizes of ``derived.NATIVE_UP_TO``: torch's kernel below them. On the CPU torch's
     log_softmax is slow over fewer classes than a vector has lanes (16 on AVX-512, 8 on AVX2) in
-    2-D input; with 2 classes soft-target CE and
-    KL keep torch's kernel at every size; segmentation input has sizes of its own; probabilities
+    2-D input; with 2 classes soft-target CE and KL keep torch's kernel at every size;
+    segmentation input has sizes of its own; probabilities
     (no torch kernel) take the derived kernel from ``TRACED_MIN_NUMEL``, a subclass's formula
     from ``DERIVED_MIN_NUMEL``."""
     def size(name, shape, native=True, own=True):
