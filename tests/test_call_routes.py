@@ -44,6 +44,21 @@ def test_a_parameter_set_after_a_call_is_used_by_the_next_one():
     torch.testing.assert_close(loss(x, y), F.huber_loss(x, y, delta=0.1))
     loss.reduction = "sum"
     torch.testing.assert_close(loss(x, y), F.huber_loss(x, y, delta=0.1, reduction="sum"))
+    # a route binds the parameters it reads (the positive weight as a tensor, the smoothing)
+    logits, targets = torch.randn(32), torch.rand(32).round()
+    weighted = lt.WeightedBCELoss(from_logits=True, pos_weight=2.0)
+    weighted(logits, targets)
+    weighted.pos_weight = 3.0
+    torch.testing.assert_close(weighted(logits, targets), F.binary_cross_entropy_with_logits(
+        logits, targets, pos_weight=torch.tensor(3.0)))
+    weighted.neg_weight = 0.5
+    torch.testing.assert_close(weighted(logits, targets), 0.5 * F.binary_cross_entropy_with_logits(
+        logits, targets, pos_weight=torch.tensor(6.0)))
+    bce = lt.BCELoss(from_logits=True)
+    bce(logits, targets)
+    bce.label_smoothing = 0.2
+    torch.testing.assert_close(
+        bce(logits, targets), F.binary_cross_entropy_with_logits(logits, 0.8 * targets + 0.1))
 
 
 def test_the_remembered_route_still_checks_the_values():
@@ -135,3 +150,15 @@ def test_a_module_pickles_after_its_derived_kernel_ran():
     y = torch.randn(100)
     torch.testing.assert_close(again(y, 0 * y), F.huber_loss(y, 0 * y))
     assert pickle.loads(pickle.dumps(loss)).delta == 1.0
+
+
+def test_class_weights_loaded_after_a_call_are_read_by_the_route():
+    # the route casts the float32 buffer to the float64 input's dtype at each call, so weights that
+    # load_state_dict copies into the buffer in place count from the next call on
+    loss = lt.SparseCategoricalCELoss(from_logits=True, class_weights=[1.0, 1.0, 1.0])
+    x, labels = torch.randn(16, 3, dtype=torch.float64), torch.randint(0, 3, (16,))
+    loss(x, labels)
+    assert len(_routes(loss)) == 1
+    loss.load_state_dict(lt.SparseCategoricalCELoss(class_weights=[1.0, 2.0, 3.0]).state_dict())
+    weight = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)
+    torch.testing.assert_close(loss(x, labels), F.cross_entropy(x, labels, weight=weight))

@@ -159,18 +159,16 @@ class LossModule(LossAdapter, nn.Module):
                 out = derived.loss(kernel, self, y_pred, y_true, ranges, axis, check)
                 if out is not None:
                     return out
-            if native is not None and not torch.compiler.is_compiling():
-                out = self._checked_native(native, y_pred, y_true, params, axis)
-                if out is not None:
-                    unchanged = given[0] is y_pred and given[1] is y_true
-                    if signature is not None and unchanged and derived.never_applicable(
-                        y_pred, y_true, min_size
-                    ):
-                        if len(routes) >= 64:  # (shapes that change every call: no unbounded growth)
-                            routes.clear()
-                        routes[signature] = self._route(native, params, axis, y_pred.dim() != y_true.dim())
-                    return out
-                checked = True
+            run = None if native is None or torch.compiler.is_compiling() else native(self, y_pred, axis)
+            if run is not None:
+                out = self._checked_native(run, native.validates_labels, y_pred, y_true, params, axis)
+                unchanged = given[0] is y_pred and given[1] is y_true
+                if signature is not None and unchanged and derived.never_applicable(y_pred, y_true, min_size):
+                    if len(routes) >= 64:  # (shapes that change every call: no unbounded growth)
+                        routes.clear()
+                    labels = y_pred.dim() != y_true.dim()
+                    routes[signature] = self._route(run, native.validates_labels, params, axis, labels)
+                return out
         if not checked:
             _core.check_values(spec, _xp, y_pred, y_true, params, axis)
         # compiled (no value checks): labels out of range replaced for the formula, the loss NaN
@@ -178,38 +176,37 @@ class LossModule(LossAdapter, nn.Module):
         loss = _core.poison(spec, _xp, y_pred, y_true, params, axis, loss)
         return self._reduce(_xp, loss, weight)
 
-    def _checked_native(self, native, y_pred, y_true, params, axis):
-        """torch's kernel of the loss (``None`` where it does not express the parameters), after the
-        value checks; where the kernel validates integer labels itself (on the CPU), the checks run
-        only if it fails, to name the bad label (a pass over the labels fewer per call)."""
+    def _checked_native(self, run, validates_labels, y_pred, y_true, params, axis):
+        """torch's kernel of the loss (``run``, bound by ``torch_native``) after the value checks;
+        where the kernel validates integer labels itself (on the CPU), the checks run only if it
+        fails, to name the bad label (a pass over the labels fewer per call)."""
         spec = self.spec
-        if native.validates_labels and y_pred.device.type == "cpu" and not y_true.is_floating_point():
+        if validates_labels and y_pred.device.type == "cpu" and not y_true.is_floating_point():
             try:
-                out = native(self, y_pred, y_true, axis)
+                return run(y_pred, y_true)
             except (IndexError, RuntimeError) as exc:
                 error = exc
-            else:
-                if out is None:
-                    _core.check_values(spec, _xp, y_pred, y_true, params, axis)
-                return out
             _core.check_values(spec, _xp, y_pred, y_true, params, axis)  # the ValueError naming it
             raise error
         _core.check_values(spec, _xp, y_pred, y_true, params, axis)
-        return native(self, y_pred, y_true, axis)
+        return run(y_pred, y_true)
 
-    def _route(self, native, params, axis, labels):
-        """``route(y_pred, y_true)``: torch's kernel after the value checks, or alone where none
-        reads the data (``mse``, ``mae``, ``huber``)."""
+    def _route(self, run, validates_labels, params, axis, labels):
+        """``route(y_pred, y_true)`` for inputs of one signature: torch's kernel ``run`` and the
+        value checks, or the kernel alone where none reads the data (``mse``, ``mae``, ``huber``)."""
         if not _core.has_value_checks(self.spec, params):
-            return lambda y_pred, y_true: native(self, y_pred, y_true, axis)
+            return run
         ranges = _core.range_checks(self.spec, params, labels)
         if ranges is None:
-            return functools.partial(self._checked_native, native, params=params, axis=axis)
+            return functools.partial(self._checked_native, run, validates_labels, params=params, axis=axis)
 
-        def route(y_pred, y_true):  # the ranges, then torch's kernel: no dict or check built per call
+        def route(y_pred, y_true):
+            # the kernel, then the ranges (which raise before anything is returned): read after
+            # the kernel, the inputs are in the caches (BCE on logits, 1e4: 1.03x F's time, 1.06x before)
+            out = run(y_pred, y_true)
             if not ranges(_xp, y_pred, y_true):
                 _core.check_values(self.spec, _xp, y_pred, y_true, params, axis)
-            return native(self, y_pred, y_true, axis)
+            return out
 
         return route
 

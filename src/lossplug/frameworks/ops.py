@@ -174,6 +174,9 @@ class TorchBackend:
 
     def minmax(self, x) -> tuple[float, float]:
         torch = self.torch
+        if x.is_floating_point():  # (first: the range checks of every call read float targets)
+            lo, hi = torch.aminmax(x.detach() if x.requires_grad else x)
+            return float(lo), float(hi)
         if x.dtype == torch.bool:
             x = x.to(torch.uint8)
         x = x.detach()

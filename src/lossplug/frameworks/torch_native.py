@@ -2,9 +2,10 @@
 
 Below ``lossplug.frameworks.derived.NATIVE_UP_TO`` elements (and without a gradient), where
 torch has a kernel computing exactly a formula of ``lossplug.formulas`` with the module's
-parameters, that kernel runs (``docs/benchmarks.md`` has the measurements). Each entry gives the
-reduced loss (``"mean"`` by lossplug's rule: weighted means divide by the weights of the counted
-targets, 0 if none counts) or ``None`` where its kernel does not express the parameters;
+parameters, that kernel runs (``docs/benchmarks.md`` has the measurements). Each entry binds the
+module's parameters to a function giving the reduced loss (``"mean"`` by lossplug's rule: weighted
+means divide by the weights of the counted targets, 0 if none counts), or gives ``None`` where its
+kernel does not express them;
 ``tests/test_fast_paths.py`` pins every entry to the NumPy reference.
 """
 
@@ -27,82 +28,98 @@ of -100 that lossplug's check rejects."""
 _ENUM = {"none": 0, "mean": 1, "sum": 2}
 
 
-def _mse(m, x, y, axis):
-    return torch._C._nn.mse_loss(x, y, _ENUM[m.reduction])
+def _mse(m, x, axis):
+    kernel, reduction = torch._C._nn.mse_loss, _ENUM[m.reduction]
+    return lambda x, y: kernel(x, y, reduction)
 
 
-def _mae(m, x, y, axis):
-    return torch._C._nn.l1_loss(x, y, _ENUM[m.reduction])
+def _mae(m, x, axis):
+    kernel, reduction = torch._C._nn.l1_loss, _ENUM[m.reduction]
+    return lambda x, y: kernel(x, y, reduction)
 
 
-def _huber(m, x, y, axis):
-    return torch._C._nn.huber_loss(x, y, _ENUM[m.reduction], m.delta)
+def _huber(m, x, axis):
+    kernel, reduction, delta = torch._C._nn.huber_loss, _ENUM[m.reduction], m.delta
+    return lambda x, y: kernel(x, y, reduction, delta)
 
 
-def _bce_with_logits(m, x, y, axis, pos=1.0, neg=1.0):
+def _bce_with_logits(m, x, axis, pos=1.0, neg=1.0):
     if neg == 0 or pos / neg > torch.finfo(x.dtype).max / 2:
         return None
-    if m.label_smoothing:
-        y = y * (1.0 - m.label_smoothing) + 0.5 * m.label_smoothing
-    pw = None if pos == neg else _pos_weight(m, pos / neg, x)
-    out = torch.binary_cross_entropy_with_logits(x, y, None, pw, _ENUM[m.reduction])
-    return out if neg == 1.0 else neg * out
+    kernel, reduction = torch.binary_cross_entropy_with_logits, _ENUM[m.reduction]
+    smoothing = m.label_smoothing
+    pw = None if pos == neg else torch.tensor(pos / neg, dtype=x.dtype, device=x.device)
+    if smoothing:
+        def run(x, y):
+            return kernel(x, y * (1.0 - smoothing) + 0.5 * smoothing, None, pw, reduction)
+    else:
+        def run(x, y):
+            return kernel(x, y, None, pw, reduction)
+    return run if neg == 1.0 else lambda x, y: neg * run(x, y)
 
 
-def _pos_weight(m, ratio, x):
-    """``ratio`` as a tensor like ``x``'s, kept on the module for the next call (not a buffer: it
-    is made again wherever the ratio, dtype or device differ)."""
-    key = ratio, x.dtype, x.device
-    kept = m.__dict__.get("_pos_weight_tensor")
-    if kept is None or kept[0] != key:
-        kept = m.__dict__["_pos_weight_tensor"] = key, torch.tensor(ratio, dtype=x.dtype, device=x.device)
-    return kept[1]
-
-
-def _weighted_bce(m, x, y, axis):
-    return _bce_with_logits(m, x, y, axis, m.pos_weight, m.neg_weight)
+def _weighted_bce(m, x, axis):
+    return _bce_with_logits(m, x, axis, m.pos_weight, m.neg_weight)
 
 
 def _class_weights(m, x):
-    w = m._buffers.get("class_weights")  # not through nn.Module.__getattr__: this runs every call
+    """The module's class weights in ``x``'s dtype, read at each call (``load_state_dict`` copies
+    new ones into the buffer in place)."""
+    w = m._buffers.get("class_weights")  # not through nn.Module.__getattr__
     return None if w is None else w.to(device=x.device, dtype=x.dtype)
 
 
-def _sparse_ce(m, x, labels, axis):
+def _sparse_ce(m, x, axis):
     if axis != 1:
         return None
-    w, ignore = _class_weights(m, x), _NO_LABEL if m.ignore_index is None else m.ignore_index
-    labels = labels.long()
-    if m.reduction == "mean" and w is None and m.ignore_index is None:
-        return F.cross_entropy(x, labels, ignore_index=_NO_LABEL, label_smoothing=m.label_smoothing)
-    total = F.cross_entropy(
-        x, labels, weight=w, ignore_index=ignore, label_smoothing=m.label_smoothing, reduction="sum"
-    )
-    if m.reduction == "sum":
-        return total
-    keep = labels != ignore
-    den = keep.sum().to(x.dtype) if w is None else (w[torch.where(keep, labels, 0)] * keep).sum()
-    return _core.safe_ratio(_xp, total, den)
+    ignore = _NO_LABEL if m.ignore_index is None else m.ignore_index
+    smoothing, reduction = m.label_smoothing, m.reduction
+    if reduction == "mean" and m._buffers.get("class_weights") is None and m.ignore_index is None:
+        return lambda x, labels: F.cross_entropy(
+            x, labels.long(), ignore_index=_NO_LABEL, label_smoothing=smoothing)
+
+    def run(x, labels):
+        w, labels = _class_weights(m, x), labels.long()
+        total = F.cross_entropy(
+            x, labels, weight=w, ignore_index=ignore, label_smoothing=smoothing, reduction="sum"
+        )
+        if reduction == "sum":
+            return total
+        keep = labels != ignore
+        den = keep.sum().to(x.dtype) if w is None else (w[torch.where(keep, labels, 0)] * keep).sum()
+        return _core.safe_ratio(_xp, total, den)
+
+    return run
 
 
-def _categorical_ce(m, x, y, axis):
+def _categorical_ce(m, x, axis):
     if m.ignore_index is not None or axis != 1:
         return None
-    w = _class_weights(m, x)
-    if w is None:  # torch's mean over soft targets divides by the positions, as lossplug's does
-        return F.cross_entropy(x, y, label_smoothing=m.label_smoothing, reduction=m.reduction)
-    total = F.cross_entropy(x, y, weight=w, label_smoothing=m.label_smoothing, reduction="sum")
-    if m.reduction == "sum":
-        return total
-    return _core.safe_ratio(_xp, total, torch.dot(y.sum(dim=[d for d in range(y.dim()) if d != 1]), w))
+    smoothing, reduction = m.label_smoothing, m.reduction
+    if m._buffers.get("class_weights") is None:  # torch's mean over soft targets divides by the positions
+        return lambda x, y: F.cross_entropy(x, y, label_smoothing=smoothing, reduction=reduction)
+
+    def run(x, y):
+        w = _class_weights(m, x)
+        total = F.cross_entropy(x, y, weight=w, label_smoothing=smoothing, reduction="sum")
+        if reduction == "sum":
+            return total
+        return _core.safe_ratio(_xp, total, torch.dot(y.sum(dim=[d for d in range(y.dim()) if d != 1]), w))
+
+    return run
 
 
-def _kl_div(m, q, p, axis):
+def _kl_div(m, q, axis):
     if axis != 1:
         return None
-    log_q = F.log_softmax(q, dim=1) if m.from_logits else torch.log(torch.clamp(q, m.eps, 1.0))
-    total = F.kl_div(log_q, p, reduction="sum")
-    return total if m.reduction == "sum" else total / (q.numel() // q.shape[1])
+    from_logits, eps, reduction = m.from_logits, m.eps, m.reduction
+
+    def run(q, p):
+        log_q = F.log_softmax(q, dim=1) if from_logits else torch.log(torch.clamp(q, eps, 1.0))
+        total = F.kl_div(log_q, p, reduction="sum")
+        return total if reduction == "sum" else total / (q.numel() // q.shape[1])
+
+    return run
 
 
 ROUTES = {
@@ -113,14 +130,17 @@ for _route in ROUTES.values():
     # whether torch's kernel rejects every bad integer label itself (in [0, C) or ignore_index, on
     # the CPU): then lossplug's label check runs only to name one (sparse CE: ~35 us per call)
     _route.validates_labels = _route is _sparse_ce
-"""Registry name -> ``route(module, y_pred, y_true, axis)``: torch's kernel for a reduced loss."""
+"""Registry name -> ``bind(module, y_pred, axis)``: ``run(y_pred, y_true)``, torch's kernel of the
+reduced loss for inputs of ``y_pred``'s dtype and device and class axis ``axis``, with the module's
+parameters as they are now (a call plan keeps it until one changes), or ``None`` where the kernel
+does not express them."""
 
 
 def route_for(name: str, params: dict):
     """The entry of ``ROUTES`` for a loss with ``params``, or ``None`` where torch has no kernel for
     them whatever the inputs (BCE and the cross-entropies on probabilities, KL on log-inputs): such
     a loss then takes the derived kernel from the size where the composed formula is the other
-    choice (``lossplug.frameworks.derived.min_numel``). An entry may still return ``None`` for some
+    choice (``lossplug.frameworks.derived.min_numel``). An entry may still bind ``None`` for some
     inputs (a class axis other than 1)."""
     route = ROUTES.get(name)
     if route is None or params.get("log_input"):  # (log inputs may hold -inf where p = 0: the
