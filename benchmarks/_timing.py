@@ -34,12 +34,15 @@ def interleaved(
     budget_s: float | None = None,
     warmup: int = 1,
     sync: Callable[[], None] | None = None,
+    extend_s: float = 0.0,
+    max_rounds: int = 2000,
 ) -> dict[str, Timing]:
     """Time every candidate, interleaved: round r calls each once, starting at a rotating offset.
 
     Stops after ``rounds`` rounds, or earlier once ``budget_s`` seconds are spent and at least
-    ``min_rounds`` rounds are done. ``sync`` (e.g. ``torch.cuda.synchronize``) runs before each
-    clock read.
+    ``min_rounds`` rounds are done; past ``rounds``, goes on (up to ``max_rounds``) while less than
+    ``extend_s`` seconds are spent, so that a cheap call is the best of many rounds. ``sync``
+    (e.g. ``torch.cuda.synchronize``) runs before each clock read.
     """
     names = list(candidates)
     sync = sync or (lambda: None)
@@ -50,7 +53,8 @@ def interleaved(
     samples: dict[str, list[float]] = {name: [] for name in names}
     cpu: dict[str, list[float]] = {name: [] for name in names}
     start = time.perf_counter()
-    for r in range(rounds):
+    r = 0
+    while True:
         order = names[r % len(names):] + names[: r % len(names)]
         for name in order:
             sync()
@@ -59,7 +63,11 @@ def interleaved(
             sync()
             samples[name].append(time.perf_counter() - t0)
             cpu[name].append(time.process_time() - c0)
-        if budget_s is not None and r + 1 >= min_rounds and time.perf_counter() - start > budget_s:
+        r += 1
+        spent = time.perf_counter() - start
+        if budget_s is not None and r >= min_rounds and spent > budget_s:
+            break
+        if r >= rounds and (r >= max_rounds or spent >= extend_s):
             break
     return {
         name: Timing(min(s), statistics.median(s), len(s), min(cpu[name])) for name, s in samples.items()

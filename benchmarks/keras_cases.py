@@ -125,8 +125,7 @@ def rows(quick: bool) -> list[dict]:
     # the grid: every loss at 1e5 and 4e6 elements; the class losses also at C = 2, 64, 1000
     sizes = [10_000] if quick else [100_000, 4_000_000]
     class_counts = [10] if quick else [2, 10, 64, 1000]
-    # at least `rounds` rounds, more while the budget lasts (torch_cases.MAX_ROUNDS)
-    rounds, budget = (3, 0.1) if quick else (40, 2.0)
+    rounds, budget = (3, 0.5) if quick else (40, 6.0)
     rng = np.random.default_rng(0)
     grid = []
     for n in sizes:
@@ -144,7 +143,8 @@ def rows(quick: bool) -> list[dict]:
         with value_checks(False):  # decided when traced: the first call
             cands["lossplug (checks off)"] = _compiled(backend, ours, y, x)
             values["lossplug (checks off)"] = cands["lossplug (checks off)"]()
-        timings = interleaved(cands, rounds=max(rounds, 2000), min_rounds=rounds, budget_s=budget)
+        # (a cheap call goes on for more rounds, as torch_cases.EXTEND_S)
+        timings = interleaved(cands, rounds=rounds, budget_s=budget, extend_s=0 if quick else 0.5)
         for impl, t in timings.items():
             out.append({
                 "section": f"keras-{backend}", "loss": name, "shape": "x".join(map(str, x.shape)),

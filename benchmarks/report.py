@@ -185,9 +185,10 @@ def markdown(rows: list[dict], info: dict, command: str, chart: str | None) -> s
         "runs inside `lossplug.torch.fused_kernels(False)`:"
         " torch's kernels or the composed formula (what runs where nothing can be compiled); `hand` "
         'is the composed formula a user would write; a subclass\'s baseline `eager` is the same '
-        'subclass with kernels off (its formula composed in eager torch ops). A case runs at least '
-        '30 rounds (Keras: 40) and more, up to 2000, while its time budget lasts (2 s; 4 s for the '
-        'segmentation cases), so a cheap call is the best of many. Each row gives the best '
+        'subclass with kernels off (its formula composed in eager torch ops). A case runs 30 rounds '
+        '(Keras: 40; fewer where they would take over 2 s, 4 s for segmentation, 6 s on Keras), '
+        'and more, up to 2000, until it has spent 0.5 s, so a cheap call is the best of many. '
+        'Each row gives the best '
         'and the median wall-clock time of its rounds and the best process CPU time (all threads); '
         'on a shared CPU the CPU time is the steadier figure, so the targets below are judged on it '
         '(on a GPU, on the best wall-clock time). Every target reports its worst grid point.',

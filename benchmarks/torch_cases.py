@@ -249,14 +249,14 @@ def _step(fn, x, y):
     return run
 
 
-MAX_ROUNDS = 2000
-"""A case runs ``rounds`` rounds, and more, up to this many, while its time budget lasts: a call of
-0.1 ms (1e4 elements) then takes its best of ~2000 rounds, not of 30, which on a shared machine
-left its ratio 1.0x-1.4x from run to run (mae at 1e4)."""
+EXTEND_S = 0.5
+"""A case whose rounds take less than this goes on for more rounds (up to 2000) until it has spent
+it: a call of 0.1 ms (1e4 elements) then takes its best of ~1000 rounds, not of 30, which on a
+shared machine left its ratio 1.0x-1.4x from run to run (mae at 1e4)."""
 
 
-def run_case(case: Case, *, rounds, budget_s, device, memory=False) -> list[dict]:
-    """The case's rows: at least ``rounds`` interleaved rounds, more while ``budget_s`` lasts."""
+def run_case(case: Case, *, rounds, budget_s, device, memory=False, extend_s=EXTEND_S) -> list[dict]:
+    """The case's rows: ``rounds`` interleaved rounds (fewer past ``budget_s``, more below ``extend_s``)."""
     x0, y = case.make_inputs()
     values = {}
     for name, fn in case.candidates.items():
@@ -266,8 +266,7 @@ def run_case(case: Case, *, rounds, budget_s, device, memory=False) -> list[dict
         x = x0.clone().requires_grad_()
         steps[name] = _step(fn, x, y)
     sync = torch.cuda.synchronize if device == "cuda" else None
-    timings = interleaved(
-        steps, rounds=max(rounds, MAX_ROUNDS), min_rounds=rounds, budget_s=budget_s, sync=sync)
+    timings = interleaved(steps, rounds=rounds, budget_s=budget_s, sync=sync, extend_s=extend_s)
     base = timings[case.baseline].best
     ref = values[case.baseline]
     rows = []
