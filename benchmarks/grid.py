@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from benchmarks import peer_cases
 from benchmarks import torch_cases as tc
+from benchmarks._timing import EXTEND_S
 
 
 def all_torch_rows(*, quick: bool, device: str, log: Callable[[str], None] = print) -> list[dict]:
@@ -43,7 +44,7 @@ def all_torch_rows(*, quick: bool, device: str, log: Callable[[str], None] = pri
         log(f"  {case.section:12s} {case.loss:42s} {case.shape}")
         slow = case.section in ("dice", "subclass", "beyond the nine") or len(case.shape.split("x")) == 4
         rows += tc.run_case(case, rounds=rounds, budget_s=budget * (2 if slow else 1), device=device,
-                            extend_s=0 if quick else tc.EXTEND_S)
+                            extend_s=0 if quick else EXTEND_S)
     log("  training steps")
     # the 2% target is near this machine's round-to-round noise: three times the rounds
     rows += tc.train_rows(device, rounds=3 * rounds, budget_s=budget * 6, steps_per_sample=train_steps,

@@ -118,7 +118,7 @@ def _compiled(backend, loss, y_true, y_pred):
 def rows(quick: bool) -> list[dict]:
     import keras
 
-    from benchmarks._timing import interleaved
+    from benchmarks._timing import EXTEND_S, interleaved
     from lossplug import value_checks
 
     backend = keras.backend.backend()
@@ -143,8 +143,7 @@ def rows(quick: bool) -> list[dict]:
         with value_checks(False):  # decided when traced: the first call
             cands["lossplug (checks off)"] = _compiled(backend, ours, y, x)
             values["lossplug (checks off)"] = cands["lossplug (checks off)"]()
-        # (a cheap call goes on for more rounds, as torch_cases.EXTEND_S)
-        timings = interleaved(cands, rounds=rounds, budget_s=budget, extend_s=0 if quick else 0.5)
+        timings = interleaved(cands, rounds=rounds, budget_s=budget, extend_s=0 if quick else EXTEND_S)
         for impl, t in timings.items():
             out.append({
                 "section": f"keras-{backend}", "loss": name, "shape": "x".join(map(str, x.shape)),

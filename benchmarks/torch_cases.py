@@ -249,13 +249,7 @@ def _step(fn, x, y):
     return run
 
 
-EXTEND_S = 0.5
-"""A case whose rounds take less than this goes on for more rounds (up to 2000) until it has spent
-it: a call of 0.1 ms (1e4 elements) then takes its best of ~1000 rounds, not of 30, which on a
-shared machine left its ratio 1.0x-1.4x from run to run (mae at 1e4)."""
-
-
-def run_case(case: Case, *, rounds, budget_s, device, memory=False, extend_s=EXTEND_S) -> list[dict]:
+def run_case(case: Case, *, rounds, budget_s, device, memory=False, extend_s=0.0) -> list[dict]:
     """The case's rows: ``rounds`` interleaved rounds (fewer past ``budget_s``, more below ``extend_s``)."""
     x0, y = case.make_inputs()
     values = {}
