@@ -745,29 +745,80 @@ def test_sparse_ce_bad_labels_raise_our_error_in_every_route(route, kw, bad):
         module(x, labels)  # unchecked, torch's own error
 
 
-@pytest.mark.parametrize("name", ["sparse_categorical_ce", "dice", "tversky"])
-def test_int64_label_maps_reach_the_kernel_as_int32(small_fused, name, monkeypatch):
-    """The kernels read a label map once per class, so from 4 classes on the formula reads int64
-    labels as int32; the checks' ranges read the int64 labels (a label beyond int32 is named)."""
+def _fused_equals_composed(module, x, y):
+    value, grad = _value_and_grad(module, x, y)
+    assert _is_fused(value)
+    with lt.fused_kernels(False):
+        expected, expected_grad = _value_and_grad(module, x, y)
+    torch.testing.assert_close(value, expected)
+    torch.testing.assert_close(grad, expected_grad)
+
+
+def _spy_kernel_labels(monkeypatch):
     seen = []
     run = compiled.Kernel.run
 
     def spy(self, module, x, y, ranges, label_axis, narrow_labels):
-        seen.append((y.dtype, narrow_labels.dtype))
+        seen.append((y.dtype, None if narrow_labels is None else narrow_labels.dtype))
         return run(self, module, x, y, ranges, label_axis, narrow_labels)
 
     monkeypatch.setattr(compiled.Kernel, "run", spy)
-    params = {"per_class": True} if name != "sparse_categorical_ce" else {}
-    module = lossplug.get(name, "torch", from_logits=True, **params)
-    x, labels = _class_inputs(shape=(4, 5, 6, 7))
-    value = module(x.clone().requires_grad_(), labels)
-    assert _is_fused(value) and seen == [(torch.int64, torch.int32)]  # the ranges read the int64 ones
-    with lt.fused_kernels(False):
-        torch.testing.assert_close(value, module(x, labels))
-    labels[1, 2, 3] = 2**40
-    with pytest.raises(ValueError, match=r"label (1099511627776|1\.09951e\+12) is out of range") as caught:
-        module(x.clone().requires_grad_(), labels)
-    assert caught.value.__context__ is None
+    return seen
+
+
+@pytest.mark.parametrize(("name", "kw", "copy"), [
+    ("sparse_categorical_ce", {}, torch.int32),
+    ("dice", {"per_class": True}, torch.float32),
+    ("dice", {"ignore_index": 255, "include_background": False}, torch.float32),
+    ("tversky", {"per_class": True}, torch.float32),
+    ("jaccard", {}, torch.float32),
+    ("generalized_dice", {"ignore_index": -100}, torch.float32),
+], ids=str)
+@pytest.mark.parametrize("classes", [2, 5])
+def test_int64_label_maps_reach_the_kernel_as_a_narrow_copy(
+        small_fused, monkeypatch, name, kw, copy, classes):
+    """The overlap losses compare the labels with each class: their kernel reads an int64 label map
+    as float32 (compared in float lanes); the class losses gather at the labels, as int32 from 4
+    classes on. The checks' ranges read the int64 labels (a label beyond the copy's range is named)."""
+    seen = _spy_kernel_labels(monkeypatch)
+    if copy == torch.int32 and classes < 4:
+        copy = None  # with 2 classes the copy would only add to the peak memory
+    module = lossplug.get(name, "torch", from_logits=True, **kw)
+    x, labels = _class_inputs(shape=(4, classes, 6, 7))
+    ignore = kw.get("ignore_index")
+    if ignore is not None:
+        labels[0, :2] = ignore
+    _fused_equals_composed(module, x, labels)
+    assert seen == [(torch.int64, copy)]
+    for bad in (2**40, 2**24 + 1, -1):
+        labels[1, 2, 3] = bad
+        with pytest.raises(ValueError, match=r"label (-1|\d+|[\d.]+e\+\d+) is out of range") as caught:
+            module(x.clone().requires_grad_(), labels)
+        assert caught.value.__context__ is None
+
+
+def test_a_total_over_many_classes_gathers_at_int32_labels(small_fused, monkeypatch):
+    """Dice over every class at once compares the labels with each class up to
+    ``COMPARED_TOTALS_UP_TO`` classes; past it the formula gathers at the labels (int32 copies)."""
+    seen = _spy_kernel_labels(monkeypatch)
+    classes = get_backend("torch").COMPARED_TOTALS_UP_TO + 1
+    x, labels = _class_inputs(shape=(2, classes, 5, 6))
+    for kw, copy in (({}, torch.int32), ({"per_class": True}, torch.float32)):
+        module = lt.DiceLoss(from_logits=True, **kw)
+        _fused_equals_composed(module, x, labels)
+        assert seen[-1] == (torch.int64, copy)
+
+
+def test_an_ignore_index_that_float32_cannot_hold_keeps_the_int64_labels(small_fused, monkeypatch):
+    """2**24 + 1 has no float32 of its own (it would read as 2**24, a different label): the kernel
+    then reads the labels as given, and the positions marked with it are still left out."""
+    seen = _spy_kernel_labels(monkeypatch)
+    ignore = 2**24 + 1
+    module = lt.DiceLoss(from_logits=True, per_class=True, ignore_index=ignore)
+    x, labels = _class_inputs(shape=(4, 3, 6, 7))
+    labels[0, :3] = ignore
+    _fused_equals_composed(module, x, labels)
+    assert seen == [(torch.int64, None)]
 
 
 def test_which_sizes_take_the_derived_kernel_follow_the_class_count():
@@ -800,12 +851,7 @@ def test_which_sizes_take_the_derived_kernel_follow_the_class_count():
                          ids=lambda m: type(m).__name__)
 def test_a_loss_without_a_torch_kernel_is_derived_from_a_few_thousand_elements(module):
     x, y = _inputs("probabilities", shape=(8, derived.TRACED_MIN_NUMEL // 8))
-    value, grad = _value_and_grad(module, x, y)
-    assert _is_fused(value)
-    with lt.fused_kernels(False):
-        expected, expected_grad = _value_and_grad(module, x, y)
-    torch.testing.assert_close(value, expected)
-    torch.testing.assert_close(grad, expected_grad)
+    _fused_equals_composed(module, x, y)
     small_x, small_y = x[:, :8], y[:, :8]
     assert not _is_fused(_value_and_grad(module, small_x, small_y)[0])
 

@@ -303,6 +303,10 @@ class LossSpec:
     # (lossplug's numerics): a NaN put in at a bad entry makes its position's loss NaN and leaves
     # every other entry's gradient finite (lossplug.core.poison_inputs)
     separable: bool = False
+    # the formula compares an integer label map with each class (the overlap losses: their sums
+    # per class, and with per_class=False their total where the backend prefers it,
+    # ``compares_labels``) instead of gathering the entry at the label
+    compares_labels: bool = False
 
     @property
     def defaults(self) -> dict[str, Any]:
@@ -488,6 +492,7 @@ _SPECS = (
         "Dice loss; sums run over every non-batch axis.",
         text="Dice loss: mean over samples of 1 - (2 sum(y_pred y) + s) / (sum(y_pred^2) + sum(y^2) + s).",
         inputs="masks",
+        compares_labels=True,
         example=([[0.9, 0.8, 0.1, 0.2], [0.3, 0.6, 0.7, 0.1]],
                  [[1.0, 1.0, 0.0, 0.0], [0.0, 1.0, 1.0, 0.0]], {}),
         plots=({}, {"squared": False}),
@@ -525,6 +530,7 @@ _SPECS = (
         text="Tversky loss: mean over samples of (1 - (TP + s) / (TP + alpha FP + beta FN + s))^gamma, "
              "TP = sum(y_pred y), FP = sum(y_pred (1 - y)), FN = sum((1 - y_pred) y).",
         inputs="masks",
+        compares_labels=True,
         example=([[0.9, 0.8, 0.1, 0.2], [0.3, 0.6, 0.7, 0.1]],
                  [[1.0, 1.0, 0.0, 0.0], [0.0, 1.0, 1.0, 0.0]], {"alpha": 0.3, "beta": 0.7}),
         plots=({}, {"alpha": 0.3, "beta": 0.7}, {"gamma": 0.75}),
@@ -550,6 +556,7 @@ _SPECS = (
         text="Soft Jaccard loss: mean over samples of 1 - (I + s) / (sum(y_pred) + sum(y) - I + s), "
              "I = sum(y_pred y).",
         inputs="masks",
+        compares_labels=True,
         example=([[0.9, 0.8, 0.1, 0.2], [0.3, 0.6, 0.7, 0.1]],
                  [[1.0, 1.0, 0.0, 0.0], [0.0, 1.0, 1.0, 0.0]], {}),
         plots=({}, {"smooth": 1.0}),
@@ -573,6 +580,7 @@ _SPECS = (
         text="Generalized Dice loss: mean over samples of 1 - (2 sum_c w_c I_c + s) / "
              "(sum_c w_c (sum(y_pred_c) + sum(y_c)) + s), w_c = 1 / sum(y_c)^2.",
         inputs="label_map",
+        compares_labels=True,
         example=([[[0.7, 0.2], [0.2, 0.6], [0.1, 0.2]], [[0.5, 0.1], [0.4, 0.1], [0.1, 0.8]]],
                  [[0, 1], [1, 2]], {"axis": 1}),  # (N, C, pixels) and labels (N, pixels)
         plots=({}, {"weight_type": "simple"}, {"weight_type": "uniform"}),

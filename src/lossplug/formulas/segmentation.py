@@ -261,10 +261,12 @@ def _label_map_sums(
 
     For a one-hot ``y``: :math:`\sum_c p_c y_c = p_{\text{label}}` (a gather) and
     :math:`\sum_c y_c^2 = \sum_c y_c = 1` per counted position; per class, both are sums
-    grouped by label (``xp.sum_by_label``, ``xp.sum_at_labels``).
+    grouped by label (``xp.sum_by_label``, ``xp.sum_at_labels``). Where the backend compares labels
+    with the classes rather than gather (``xp.compares_labels``), the total of the gather is the
+    total of ``sum_at_labels`` too.
     """
     ndim = len(xp.shape(y_pred))
-    labels = xp.cast_int(y_true)
+    labels = xp.cast_labels(y_true)
     counted = None  # 1 where a position counts: not ignore_index, not background when it is dropped
     if ignore_index is not None:
         keep = labels != ignore_index
@@ -292,7 +294,14 @@ def _label_map_sums(
         p_axes = tuple(a for a in range(1, ndim) if a != axis)
     else:
         label_axes = tuple(range(1, ndim - 1))
-        intersection, y_terms = _sum(xp, at_label, label_axes), _sum(xp, counted, label_axes)
+        if hasattr(xp, "compares_labels") and xp.compares_labels(num_classes):
+            by_class = xp.sum_at_labels(p, labels, at_label, num_classes, axis)
+            if not include_background:
+                by_class = xp.slice_axis(by_class, 1, 1)
+            intersection = xp.sum(by_class, axis=-1)
+        else:
+            intersection = _sum(xp, at_label, label_axes)
+        y_terms = _sum(xp, counted, label_axes)
         p_axes = tuple(range(1, ndim))
     return intersection, _sum(xp, p_terms, p_axes), y_terms
 

@@ -33,6 +33,9 @@ class NumpyBackend:
     def cast_int(self, x):
         return x.astype(np.int64)
 
+    def cast_labels(self, x):
+        return self.cast_int(x)
+
     def cast_like(self, x, like):
         return np.asarray(x, dtype=like.dtype)
 
@@ -197,6 +200,14 @@ class TorchBackend:
         # int32 labels stay int32: a compiled kernel compares them to the classes in 8 lanes, not 4
         return x if x.dtype in (self.torch.int32, self.torch.int64) else x.long()
 
+    def cast_labels(self, x):
+        """A label map as the overlap sums read it: ``cast_int``, but inside a compiled kernel
+        float32 labels (the derived kernel's copies, integral: checked) stay float32, compared with
+        the classes in float lanes (a gather or one-hot converts them itself)."""
+        if x.dtype == self.torch.float32 and self.torch.compiler.is_compiling():
+            return x
+        return self.cast_int(x)
+
     def cast_like(self, x, like):
         return x.to(like.dtype)
 
@@ -341,6 +352,17 @@ class TorchBackend:
         counts = self.torch.bincount((labels + rows).reshape(-1), values.reshape(-1), n * num_classes)
         return counts.to(values.dtype).reshape(n, num_classes)
 
+    COMPARED_TOTALS_UP_TO = 64
+
+    def compares_labels(self, num_classes):
+        """Whether a total of ``p`` at the labels (over the classes too) is best made from the
+        compares per class of ``sum_at_labels``: inside a compiled kernel, up to
+        ``COMPARED_TOTALS_UP_TO`` classes, where the compares fuse into the loop over ``p`` and a
+        gather is a pass of its own (AVX2, CPU: Dice on 8 x 2 x 256 x 256 label maps 6.5 ms against
+        9.5 ms, x 32 classes 195 against 214, 4 x 64 x 128 x 128 19 against 23; on 2 x 150 x
+        128 x 128 the gather took 26 ms against 32). Eagerly the gather is one op."""
+        return num_classes <= self.COMPARED_TOTALS_UP_TO and self.torch.compiler.is_compiling()
+
     def sum_at_labels(self, p, labels, at_label, num_classes, axis):
         """``out[n, c]`` = sum of ``p[n, c, ...]`` where ``labels[n, ...] == c``; ``at_label`` is ``p``
         gathered at the labels, zero where a position does not count (``p`` is zero there too).
@@ -424,6 +446,9 @@ class KerasBackend:
 
     def cast_int(self, x):
         return self.ops.cast(x, "int32")
+
+    def cast_labels(self, x):
+        return self.cast_int(x)
 
     def cast_like(self, x, like):
         return self.ops.cast(x, like.dtype)
