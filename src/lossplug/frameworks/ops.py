@@ -263,6 +263,10 @@ class TorchBackend:
         return self.torch.cumsum(x, dim=axis)
 
     def argsort(self, x, axis=-1, descending=False):
+        from lossplug.frameworks import torch_sort
+
+        if torch_sort.applies(x, axis):
+            return torch_sort.argsort_rows(x.detach(), descending)  # indices: no gradient
         return self.torch.argsort(x, dim=axis, descending=descending)
 
     def flatten(self, x, start):
