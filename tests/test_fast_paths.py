@@ -792,7 +792,8 @@ def test_int64_label_maps_reach_the_kernel_as_a_narrow_copy(
     assert seen == [(torch.int64, copy)]
     for bad in (2**40, 2**24 + 1, -1):
         labels[1, 2, 3] = bad
-        with pytest.raises(ValueError, match=r"label (-1|\d+|[\d.]+e\+\d+) is out of range") as caught:
+        named = rf"label ({bad}|{re.escape(f'{bad:g}')}) is out of range"
+        with pytest.raises(ValueError, match=named) as caught:
             module(x.clone().requires_grad_(), labels)
         assert caught.value.__context__ is None
 

@@ -30,8 +30,11 @@ def test_argsort_rows_orders_as_torch_argsort(descending):
     assert torch.equal(order.sort(-1).values, torch.arange(ROW).expand_as(order))  # a permutation
 
 
-def test_the_backend_takes_it_for_long_float32_cpu_rows_only():
+def test_the_backend_takes_it_for_long_float32_cpu_rows_only(monkeypatch):
     xp = get_backend("torch")
+    calls = []
+    sort_rows = torch_sort.argsort_rows
+    monkeypatch.setattr(torch_sort, "argsort_rows", lambda x, d: calls.append(x.shape) or sort_rows(x, d))
     long_rows, short_rows = _rows(2, ROW), _rows(2, torch_sort.RADIX_MIN - 1)
     assert torch_sort.applies(long_rows, -1) == torch_sort.RADIX
     assert not torch_sort.applies(short_rows, -1)
@@ -40,6 +43,7 @@ def test_the_backend_takes_it_for_long_float32_cpu_rows_only():
     for x in (long_rows, short_rows, long_rows.double()):
         order = xp.argsort(x, axis=-1, descending=True)
         assert torch.equal(x.gather(-1, order), x.sort(-1, descending=True).values)
+    assert calls == ([long_rows.shape] if torch_sort.RADIX else [])
 
 
 def test_argsort_rows_under_vmap_and_torch_compile():

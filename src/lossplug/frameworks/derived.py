@@ -125,7 +125,8 @@ def _value_grad_ranges(module, x, y, ranges: str, label_axis, narrow_labels=None
     ignore = getattr(module, "ignore_index", None)
     labels = y
     if label_axis is not None:
-        # the formula reads ``narrow_labels`` (``y`` as float32 or int32) where given; the ranges ``y``
+        # the formula reads ``narrow_labels`` (``y`` as float32 or int32) where given, the ranges
+        # read ``y`` itself
         given = y if narrow_labels is None else narrow_labels
         labels = given.clamp(0, x.shape[label_axis] - 1)
         if ignore is not None:

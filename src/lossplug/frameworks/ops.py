@@ -165,9 +165,11 @@ class TorchBackend:
         import torch
         import torch.nn.functional as F
 
+        from lossplug.frameworks import torch_sort
         from lossplug.frameworks.compiled import functorch_active
 
         self.torch, self.F, self.functorch_active = torch, F, functorch_active
+        self._sort = torch_sort
         self._numpy_dtypes = torch.int64, torch.int32
 
     def is_concrete(self, x) -> bool:
@@ -263,10 +265,8 @@ class TorchBackend:
         return self.torch.cumsum(x, dim=axis)
 
     def argsort(self, x, axis=-1, descending=False):
-        from lossplug.frameworks import torch_sort
-
-        if torch_sort.applies(x, axis):
-            return torch_sort.argsort_rows(x.detach(), descending)  # indices: no gradient
+        if self._sort.applies(x, axis):
+            return self._sort.argsort_rows(x.detach(), descending)  # indices: no gradient
         return self.torch.argsort(x, dim=axis, descending=descending)
 
     def flatten(self, x, start):
