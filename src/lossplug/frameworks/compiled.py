@@ -19,6 +19,7 @@ the trace recorded (its size-1 dimensions, equal sizes, strides) before a graph 
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 import os
 import warnings
@@ -165,6 +166,33 @@ def _autocast_on() -> bool:
     return torch.is_autocast_enabled("cpu") or torch.is_autocast_enabled("cuda")
 
 
+@contextlib.contextmanager
+def _compiling():
+    """``torch.compiler.is_compiling()`` true inside, as while torch.compile traces: its session
+    context where torch has one, else the flag that ``is_compiling`` reads (torch 2.11 has no such
+    context: without the flag the formulas' eager forms fail to trace, ``.item()`` among them)."""
+    session = getattr(torch.compiler, "_compile_session_context", None)
+    if session is not None:
+        with session():
+            yield
+        return
+    previous = torch.compiler._is_compiling_flag
+    torch.compiler._is_compiling_flag = True
+    try:
+        yield
+    finally:
+        torch.compiler._is_compiling_flag = previous
+
+
+def _standalone_compile(gm, inputs):
+    """Inductor's compile of a traced graph, handed over where torch takes it (``donate_graph_module``:
+    no copy of the graph); torch 2.11 has no such argument and copies it."""
+    compile_graph = torch._inductor.standalone_compile
+    if "donate_graph_module" in inspect.signature(compile_graph).parameters:
+        return compile_graph(gm, inputs, donate_graph_module=True)
+    return compile_graph(gm, inputs)
+
+
 def _no_cuda_autocast():
     if torch.cuda.is_available():
         return torch.autocast("cuda", enabled=False)
@@ -233,7 +261,7 @@ class _Traces:
         # ones; torch.compiler.is_compiling() true, as under torch.compile (the formulas then take
         # their graph forms: no .item(), a compare per class instead of bincount)
         with fx_config.patch(use_duck_shape=False):
-            with torch.compiler._compile_session_context():
+            with _compiling():
                 gm = make_fx(tensors_only, tracing_mode="symbolic")(*tensors)
             inputs = [n.meta["val"] for n in gm.graph.nodes if n.op == "placeholder"]
             for node in gm.graph.nodes:  # where inductor looks for the trace's shapes (dynamo's key)
@@ -242,7 +270,7 @@ class _Traces:
                 elif node.op == "output":
                     for out in node.args[0]:
                         out.meta["example_value"] = out.meta["val"]
-            artifact = torch._inductor.standalone_compile(gm, inputs, donate_graph_module=True)
+            artifact = _standalone_compile(gm, inputs)
         # the trace's guards and any inductor added while compiling (where it adds one on a symbol
         # the inputs do not name, this raises: then torch.compile compiles the kernel)
         shape_env = inputs[0].fake_mode.shape_env

@@ -140,7 +140,7 @@ def _value_grad_ranges(module, x, y, ranges: str, label_axis, narrow_labels=None
     if not ranges:
         return value, grad, None
     t = y if ignore is None else torch.where(y == ignore, 0, y)
-    nonintegral = (t != t.floor()).any() if t.is_floating_point() else torch.zeros((), dtype=torch.bool)
+    nonintegral = (t != t.floor()).any() if t.is_floating_point() else t.new_zeros((), dtype=torch.bool)
     stats = [t.amin().to(x.dtype), t.amax().to(x.dtype), nonintegral.to(x.dtype)]
     if ranges == "both":
         stats += [x.amin(), x.amax()]
