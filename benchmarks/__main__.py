@@ -79,9 +79,13 @@ def main(argv=None) -> int:
     def log(msg):
         print(msg, file=sys.stderr, flush=True)
 
+    def done(rows):  # what a run cut short has measured (a GPU lease ends, a job times out)
+        partial.write_text(json.dumps({"machine": info, "rows": rows}) + "\n")
+
+    partial = out / "benchmarks.partial.json"
     start = time.perf_counter()
     log(f"torch on {device}")
-    rows = all_torch_rows(quick=args.quick, device=device, log=log)
+    rows = all_torch_rows(quick=args.quick, device=device, log=log, done=done)
     if not args.no_keras:
         for backend in KERAS_BACKENDS:
             log(f"keras on {backend} (subprocess)")
@@ -93,6 +97,7 @@ def main(argv=None) -> int:
     text = report.markdown(rows, info, command, chart_name if has_chart else None)
     (out / "benchmarks.md").write_text(text + "\n")
     (out / "benchmarks.json").write_text(json.dumps({"machine": info, "rows": rows}, indent=1) + "\n")
+    partial.unlink(missing_ok=True)
     print(text)
     log(f"wrote {out / 'benchmarks.md'} in {info['seconds']} s")
     return 0

@@ -10,8 +10,12 @@ from benchmarks import torch_cases as tc
 from benchmarks._timing import EXTEND_S
 
 
-def all_torch_rows(*, quick: bool, device: str, log: Callable[[str], None] = print) -> list[dict]:
-    """Every torch row over the grid; ``quick`` runs tiny sizes and few rounds (CI: seconds)."""
+def all_torch_rows(*, quick: bool, device: str, log: Callable[[str], None] = print,
+                   done: Callable[[list[dict]], None] = lambda rows: None) -> list[dict]:
+    """Every torch row over the grid; ``quick`` runs tiny sizes and few rounds (CI: seconds).
+
+    ``done`` is called with the rows so far after each case (a run cut short keeps what it measured).
+    """
     if quick:
         sizes, class_shapes, rounds, budget = [10_000], [(1000, 10), (2, 4, 16, 16)], 2, 0.2
         seg = dict(batch=2, class_counts=[2, 4], size=32)
@@ -45,12 +49,15 @@ def all_torch_rows(*, quick: bool, device: str, log: Callable[[str], None] = pri
         slow = case.section in ("dice", "subclass", "beyond the nine") or len(case.shape.split("x")) == 4
         rows += tc.run_case(case, rounds=rounds, budget_s=budget * (2 if slow else 1), device=device,
                             extend_s=0 if quick else EXTEND_S)
+        done(rows)
     log("  training steps")
     # the 2% target is near this machine's round-to-round noise: three times the rounds
     rows += tc.train_rows(device, rounds=3 * rounds, budget_s=budget * 6, steps_per_sample=train_steps,
                        monai=monai)
+    done(rows)
     log("  torch.compile")
     rows += tc.compile_rows(device, names=compile_names)
+    done(rows)
     log("  memory")  # last: it changes how glibc allocates for the rest of the process
     for c in mem["class_counts"]:
         rows += tc.memory_cases(device=device, monai=monai, batch=mem["batch"], classes=c, size=mem["size"])
