@@ -848,6 +848,22 @@ def test_which_sizes_take_the_derived_kernel_follow_the_class_count():
     assert torch_native.route_for("kl_div", {"from_logits": False}) is not None
 
 
+def test_on_a_gpu_a_loss_with_a_torch_kernel_keeps_it_at_every_size():
+    """``NATIVE_AT_EVERY_SIZE_ON`` (measured on an H200): torch's kernel wherever torch has one; a
+    loss without one (BCE on probabilities, a subclass's formula) still takes the derived kernel."""
+    import types
+
+    def on_cuda(shape):
+        return types.SimpleNamespace(device=torch.device("cuda"), shape=shape, dim=lambda: len(shape))
+
+    for name in ("mse", "huber", "bce", "sparse_categorical_ce", "categorical_ce", "kl_div"):
+        for shape in ((10_000_000,), (4096, 1000), (8, 4, 256, 256)):
+            assert derived.min_numel(REGISTRY[name], True, on_cuda(shape), 1) is None, (name, shape)
+    assert derived.min_numel(REGISTRY["bce"], False, on_cuda((100,)), None) == derived.TRACED_MIN_NUMEL
+    assert derived.min_numel(REGISTRY["dice"], False, on_cuda((8, 4, 64, 64)), 1, own=False) == (
+        derived.DERIVED_MIN_NUMEL)
+
+
 @pytest.mark.parametrize("module", [lt.BCELoss(), lt.WeightedBCELoss(pos_weight=2.0), lt.PoissonLoss()],
                          ids=lambda m: type(m).__name__)
 def test_a_loss_without_a_torch_kernel_is_derived_from_a_few_thousand_elements(module):

@@ -34,6 +34,7 @@ def derived_on_small_inputs(monkeypatch):
     monkeypatch.setattr(derived, "DERIVED_MIN_NUMEL", 1)
     monkeypatch.setattr(derived, "TRACED_MIN_NUMEL", 1)
     monkeypatch.setattr(derived, "NATIVE_UP_TO", {})
+    monkeypatch.setattr(derived, "NATIVE_AT_EVERY_SIZE_ON", ())
     monkeypatch.setattr(compiled, "BACKEND", "inductor")
 
 
@@ -80,6 +81,18 @@ def test_float64_on_cuda_is_exact(case):
     expected, expected_grad = _composed_cpu_float64(torch_loss(case), x, y)
     torch.testing.assert_close(value.cpu(), expected, rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(grad.cpu(), expected_grad, rtol=1e-9, atol=1e-12)
+
+
+def test_a_loss_with_a_torch_kernel_keeps_it_on_cuda(monkeypatch):
+    monkeypatch.setattr(derived, "NATIVE_AT_EVERY_SIZE_ON", ("cuda",))
+    x = torch.randn(4096, 1000, device=DEV, requires_grad=True)
+    labels = torch.randint(0, 1000, (4096,), device=DEV)
+    value = lt.SparseCategoricalCELoss(from_logits=True)(x, labels)
+    assert type(value.grad_fn).__name__ != "DerivedLossBackward"
+    torch.testing.assert_close(value, torch.nn.functional.cross_entropy(x, labels))
+    x = torch.rand(4096, 1000, device=DEV, requires_grad=True)  # probabilities: no torch kernel
+    value = lt.BCELoss()(x, torch.rand(4096, 1000, device=DEV))
+    assert type(value.grad_fn).__name__ == "DerivedLossBackward"
 
 
 def _label_map(classes, seed=0, ignore=None):
