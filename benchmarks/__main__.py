@@ -49,8 +49,8 @@ def parse(argv=None):
     parser.add_argument("--cuda", action="store_true", help="run the torch part on the GPU")
     parser.add_argument("--cpu", action="store_true", help="run on the CPU even when a GPU is present")
     parser.add_argument("--out", type=Path, default=None,
-                        help="where benchmarks.md/.png/.json go (default: docs/, or build/benchmarks-quick "
-                             "with --quick)")
+                        help="where benchmarks.md/.png/.json go (benchmarks-cuda.* on a GPU; default: docs/, "
+                             "or build/benchmarks-quick with --quick)")
     parser.add_argument("--no-keras", action="store_true", help="skip the Keras subprocesses")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch intra-op threads (default: torch's, or 1 with --quick)")
@@ -82,7 +82,8 @@ def main(argv=None) -> int:
     def done(rows):  # what a run cut short has measured (a GPU lease ends, a job times out)
         partial.write_text(json.dumps({"machine": info, "rows": rows}) + "\n")
 
-    partial = out / "benchmarks.partial.json"
+    stem = "benchmarks" if device == "cpu" else f"benchmarks-{device}"  # (the CPU's page stays)
+    partial = out / f"{stem}.partial.json"
     start = time.perf_counter()
     log(f"torch on {device}")
     rows = all_torch_rows(quick=args.quick, device=device, log=log, done=done)
@@ -92,14 +93,14 @@ def main(argv=None) -> int:
             rows += keras_rows(backend, args.quick, log, threads)
     info["seconds"] = round(time.perf_counter() - start, 1)
 
-    chart_name = "benchmarks.png"
+    chart_name = f"{stem}.png"
     has_chart = report.chart(rows, out / chart_name, key=report.judged_ratio(device))
     text = report.markdown(rows, info, command, chart_name if has_chart else None)
-    (out / "benchmarks.md").write_text(text + "\n")
-    (out / "benchmarks.json").write_text(json.dumps({"machine": info, "rows": rows}, indent=1) + "\n")
+    (out / f"{stem}.md").write_text(text + "\n")
+    (out / f"{stem}.json").write_text(json.dumps({"machine": info, "rows": rows}, indent=1) + "\n")
     partial.unlink(missing_ok=True)
     print(text)
-    log(f"wrote {out / 'benchmarks.md'} in {info['seconds']} s")
+    log(f"wrote {out / (stem + '.md')} in {info['seconds']} s")
     return 0
 
 

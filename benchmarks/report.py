@@ -172,11 +172,12 @@ def markdown(rows: list[dict], info: dict, command: str, chart: str | None) -> s
         'timed interleaved in one process: every round calls each candidate once. *Ratio* is the '
         "candidate's time over the baseline's (`native`: torch.nn.functional, MONAI for Dice, the "
         'Keras built-in for Keras) for the same inputs; below 1 is faster. `lossplug` is the loss as '
-        f'users call it: inputs that need a gradient run the kernel derived from the formula from '
-        f'{NATIVE_UP_TO["elementwise"]} elements on (elementwise losses), {NATIVE_UP_TO["bce"]} (BCE '
-        f'on logits), for the class losses from a size set by the class count on the CPU '
-        f'({_by_classes(NATIVE_UP_TO)}; `lossplug.frameworks.derived.NATIVE_UP_TO`), or '
-        f'{TRACED_MIN_NUMEL} (losses torch has no kernel of; {DERIVED_MIN_NUMEL} for a subclass\'s '
+        'users call it: inputs that need a gradient run the kernel derived from the formula '
+        + ('(on a GPU only where torch has no kernel of the loss) from ' if info["device"] == "cuda" else
+           f'from {NATIVE_UP_TO["elementwise"]} elements on (elementwise losses), {NATIVE_UP_TO["bce"]} '
+           f'(BCE on logits), for the class losses from a size set by the class count on the CPU '
+           f'({_by_classes(NATIVE_UP_TO)}; `lossplug.frameworks.derived.NATIVE_UP_TO`), or ')
+        + f'{TRACED_MIN_NUMEL} (losses torch has no kernel of; {DERIVED_MIN_NUMEL} for a subclass\'s '
         'formula) on: '
         '`torch.func.grad_and_value` of the formula and its reduction, with the value checks\' input '
         'ranges, traced with symbolic shapes and compiled by inductor on first use (called without '
@@ -193,6 +194,8 @@ def markdown(rows: list[dict], info: dict, command: str, chart: str | None) -> s
         'on a shared CPU the CPU time is the steadier figure, so the targets below are judged on it '
         '(on a GPU, on the best wall-clock time). Every target reports its worst grid point.',
         "",
+        *(["On a GPU: [Benchmarks on a GPU](benchmarks-cuda.md) (`python -m benchmarks --cuda`, "
+             "`scripts/gpu_checks.sh`).", ""] if info["device"] == "cpu" else []),
         "## Targets",
         "",
         _table([f"target (judged on {'CPU time' if key == 'cpu_ratio' else 'wall-clock time'})",

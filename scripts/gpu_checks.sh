@@ -3,8 +3,8 @@
 # tests (pytest -m gpu), the segmentation recipe on the GPU in each framework (Lightning, Keras on
 # JAX, and Lightning in bf16-mixed), then the benchmark's CUDA mode alone on the machine. Each part
 # runs under its own time limit, so a slow one leaves the others' results; everything lands in $OUT:
-#   machine.txt  tests.log  recipes.tgz (each run's directory and log)  bench.log  bench/benchmarks.*
-# (benchmarks.partial.json where the benchmark was cut short).
+#   machine.txt  tests.log  recipes.tgz (each run's directory and log)  bench.log  bench/benchmarks-cuda.*
+# (benchmarks-cuda.partial.json where the benchmark was cut short).
 #   OUT=build/gpu-checks PYTHON=.venv/bin/python bash scripts/gpu_checks.sh
 # A CPU dry run of the script itself:
 #   TRAINER=cpu RECIPE_ARGS=debug=fast BENCH_ARGS="--quick --cpu --no-keras" bash scripts/gpu_checks.sh
@@ -52,4 +52,4 @@ cat "$RUNS/exits.txt" >> "$OUT/machine.txt"
 echo "== machine"; cat "$OUT/machine.txt"
 echo "== tests"; tail -25 "$OUT/tests.log"
 echo "== recipes"; grep -h "^\[\|Dice\|Error" "$RUNS"/*.log | tail -12
-echo "== benchmark"; grep -A30 "^## Targets" "$OUT/bench/benchmarks.md" 2>/dev/null || tail -5 "$OUT/bench.log"
+echo "== benchmark"; grep -A14 "^## Targets" "$OUT"/bench/benchmarks*.md 2>/dev/null || tail -5 "$OUT/bench.log"
