@@ -79,11 +79,12 @@ def main(argv=None) -> int:
     def log(msg):
         print(msg, file=sys.stderr, flush=True)
 
+    stem = "benchmarks" if device == "cpu" else f"benchmarks-{device}"  # (the CPU's page stays)
+    partial = out / f"{stem}.partial.json"
+
     def done(rows):  # what a run cut short has measured (a GPU lease ends, a job times out)
         partial.write_text(json.dumps({"machine": info, "rows": rows}) + "\n")
 
-    stem = "benchmarks" if device == "cpu" else f"benchmarks-{device}"  # (the CPU's page stays)
-    partial = out / f"{stem}.partial.json"
     start = time.perf_counter()
     log(f"torch on {device}")
     rows = all_torch_rows(quick=args.quick, device=device, log=log, done=done)

@@ -85,6 +85,14 @@ def torch_loss(case: Case, **overrides):
     return getattr(lossplug.torch, CLASS_NAMES[case.name])(**{**case.params, **overrides})
 
 
+def value_and_grad(fn, x, y):
+    """``fn(x, y)`` and its gradient with respect to ``x`` (a fresh leaf copy), by ``backward``."""
+    x = x.detach().clone().requires_grad_()
+    value = fn(x, y)
+    value.backward()
+    return value, x.grad
+
+
 def tolerances(dtype) -> dict:
     """``rtol``/``atol`` for ``numpy.testing.assert_allclose`` of a ``dtype`` result against float64."""
     if str(dtype).endswith("float64"):

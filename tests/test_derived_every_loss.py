@@ -6,11 +6,12 @@ code is checked per loss family in test_fast_paths.py and test_fused_dice.py).""
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 
 import pytest
 import torch
-from loss_cases import FIRST_PER_LOSS, to_torch, torch_loss
+from loss_cases import FIRST_PER_LOSS, to_torch, torch_loss, value_and_grad
 
 import lossplug.torch as lt
 from lossplug.frameworks import compiled, derived
@@ -25,13 +26,6 @@ def derived_everywhere(monkeypatch):
     monkeypatch.setattr(compiled, "BACKEND", "aot_eager")
 
 
-def _value_and_grad(module, x, y):
-    x = x.detach().clone().requires_grad_()
-    value = module(x, y)
-    value.backward()
-    return value, x.grad
-
-
 @pytest.mark.parametrize("reduction", ["mean", "sum"])
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
 def test_the_derived_kernel_gives_the_composed_value_and_gradient(case, reduction):
@@ -39,30 +33,32 @@ def test_the_derived_kernel_gives_the_composed_value_and_gradient(case, reductio
     module = torch_loss(case, reduction=reduction)
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)  # a failed compile must fail the test
-        value, grad = _value_and_grad(module, x, y)
+        value, grad = value_and_grad(module, x, y)
     assert type(value.grad_fn).__name__ == "DerivedLossBackward", case.id
     with lt.fused_kernels(False):
-        expected, expected_grad = _value_and_grad(module, x, y)
+        expected, expected_grad = value_and_grad(module, x, y)
     torch.testing.assert_close(value, expected, rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(grad, expected_grad, rtol=1e-9, atol=1e-12)
 
 
-
-def _meta_trace(module, x, y, ranges="both"):
-    """``derived._value_grad_ranges`` of ``module`` traced by ``make_fx`` on meta tensors."""
+def _meta_trace(module, x, y, ranges="both", compiling=True):
+    """``derived._value_grad_ranges`` of ``module`` traced by ``make_fx`` on meta tensors, with the
+    label inputs ``derived.loss`` gives it; ``compiling``: inside ``compiled._compiling()``."""
     from torch.fx.experimental.proxy_tensor import make_fx
 
-    axis = 1 if module.spec.has_class_axis else None
-    label_axis = axis if axis is not None and y.dim() == x.dim() - 1 else None
-    ignore = getattr(module, "ignore_index", None)
-    labels = None if label_axis is None else derived._kernel_labels(module, y, x.shape[label_axis], ignore)
+    label_axis, labels = derived.label_inputs(module, x, y, 1 if module.spec.has_class_axis else None)
     args = [x.to("meta"), y.to("meta")] + ([] if labels is None else [labels.to("meta")])
 
     def fn(x, y, *labels):
-        with compiled._compiling():
+        with compiled._compiling() if compiling else contextlib.nullcontext():
             return derived._value_grad_ranges(module, x, y, ranges, label_axis, *labels)
 
     return make_fx(fn)(*args)  # real tracing: meta tensors propagate as they are
+
+
+def _cpu_nodes(graph):
+    return [n.target for n in graph.nodes
+            if isinstance(n.meta.get("val"), torch.Tensor) and n.meta["val"].device.type == "cpu"]
 
 
 LABEL_MAP_MODULES = [
@@ -78,9 +74,7 @@ def test_the_kernel_makes_no_cpu_tensor_for_inputs_elsewhere(case):
     """On a GPU inductor fails on a graph that mixes devices (a CPU constant in a CUDA graph, as
     ``torch.zeros(())`` without a device makes): traced on meta inputs, no node may be on the CPU."""
     x, y = to_torch(case.inputs(seed=3), torch.float32)
-    graph = _meta_trace(torch_loss(case), x, y).graph
-    on_cpu = [n.target for n in graph.nodes
-              if isinstance(n.meta.get("val"), torch.Tensor) and n.meta["val"].device.type == "cpu"]
+    on_cpu = _cpu_nodes(_meta_trace(torch_loss(case), x, y).graph)
     assert not on_cpu, f"{case.id}: {on_cpu}"
 
 
@@ -90,10 +84,7 @@ def test_the_kernel_makes_no_cpu_tensor_on_label_maps(module):
     x, labels = torch.randn(2, 5, 6, 7, generator=g), torch.randint(0, 5, (2, 6, 7), generator=g)
     if module.ignore_index is not None:
         labels[0, 0] = module.ignore_index
-    graph = _meta_trace(module, x, labels).graph
-    on_cpu = [n.target for n in graph.nodes
-              if isinstance(n.meta.get("val"), torch.Tensor) and n.meta["val"].device.type == "cpu"]
-    assert not on_cpu
+    assert not _cpu_nodes(_meta_trace(module, x, labels).graph)
 
 
 def test_tracing_works_where_torch_has_no_compile_session_context(monkeypatch):
@@ -107,7 +98,9 @@ def test_tracing_works_where_torch_has_no_compile_session_context(monkeypatch):
     module = LABEL_MAP_MODULES[0]
     g = torch.Generator().manual_seed(1)
     x, labels = torch.randn(2, 5, 6, 7, generator=g), torch.randint(0, 5, (2, 6, 7), generator=g)
-    _meta_trace(module, x, labels)  # the graph forms: no .item() on a meta tensor
+    _meta_trace(module, x, labels)  # the graph forms: a compare per class
+    with pytest.raises(NotImplementedError, match="bincount"):  # the eager form has no meta kernel
+        _meta_trace(module, x, labels, compiling=False)
 
 
 def test_tracing_works_with_torch_2_11s_standalone_compile(monkeypatch):
@@ -126,11 +119,11 @@ def test_tracing_works_with_torch_2_11s_standalone_compile(monkeypatch):
     labels = torch.randint(0, 3, (2, 5, 7))
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
-        value, grad = _value_and_grad(module, x, labels)
+        value, grad = value_and_grad(module, x, labels)
     kernel = derived.kernel(type(module), module.params())
     assert type(value.grad_fn).__name__ == "DerivedLossBackward" and kernel.traces is not None
     assert kernel.traces.exact, "the traced graph served the call"
     with lt.fused_kernels(False):
-        expected, expected_grad = _value_and_grad(module, x, labels)
+        expected, expected_grad = value_and_grad(module, x, labels)
     torch.testing.assert_close(value, expected, rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(grad, expected_grad, rtol=1e-9, atol=1e-12)

@@ -15,6 +15,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from loss_cases import value_and_grad
 from test_subclass_examples import EXAMPLES
 
 import lossplug
@@ -82,13 +83,6 @@ def _composed(module, x, y):
     return module._reduce(XP, loss, weight)
 
 
-def _value_and_grad(fn, x, y):
-    x = x.clone().requires_grad_()
-    value = fn(x, y)
-    value.backward()
-    return value, x.grad
-
-
 def _reference(name, kw, x, y, reduction):
     return lossplug.get(name, reduction=reduction, **kw)(x.detach().double().numpy(), y.double().numpy())
 
@@ -98,10 +92,10 @@ def _reference(name, kw, x, y, reduction):
 def test_fused_value_and_gradient_match_reference(small_fused, name, kw, kind, reduction):
     module = lossplug.get(name, framework="torch", reduction=reduction, **kw)
     x, y = _inputs(kind)
-    value, grad = _value_and_grad(module, x, y)
+    value, grad = value_and_grad(module, x, y)
     assert _is_fused(value)
     np.testing.assert_allclose(value.item(), _reference(name, kw, x, y, reduction), rtol=1e-12)
-    composed_value, composed_grad = _value_and_grad(lambda a, b: _composed(module, a, b), x, y)
+    composed_value, composed_grad = value_and_grad(lambda a, b: _composed(module, a, b), x, y)
     np.testing.assert_allclose(value.item(), composed_value.item(), rtol=1e-12)
     torch.testing.assert_close(grad, composed_grad, rtol=1e-10, atol=1e-14)
 
@@ -110,10 +104,10 @@ def test_fused_value_and_gradient_match_reference(small_fused, name, kw, kind, r
 def test_fused_float32_close_to_float64_reference(small_fused, name, kw, kind):
     module = lossplug.get(name, framework="torch", **kw)
     x, y = _inputs(kind, shape=(40, 50), dtype=torch.float32)
-    value, grad = _value_and_grad(module, x, y)
+    value, grad = value_and_grad(module, x, y)
     assert _is_fused(value)
     np.testing.assert_allclose(value.item(), _reference(name, kw, x, y, "mean"), rtol=2e-6)
-    composed_value, composed_grad = _value_and_grad(lambda a, b: _composed(module, a, b), x, y)
+    composed_value, composed_grad = value_and_grad(lambda a, b: _composed(module, a, b), x, y)
     np.testing.assert_allclose(value.item(), composed_value.item(), rtol=2e-6)
     torch.testing.assert_close(grad, composed_grad, rtol=1e-5, atol=1e-9)
 
@@ -125,11 +119,11 @@ def test_native_kernel_route_matches_reference(name, kw, kind, reduction):
     kw = dict(kw, label_smoothing=0.1) if "bce" in name else kw
     module = lossplug.get(name, framework="torch", reduction=reduction, **kw)
     x, y = _inputs(kind)
-    value, grad = _value_and_grad(lambda a, b: module(a, b).sum(), x, y)
+    value, grad = value_and_grad(lambda a, b: module(a, b).sum(), x, y)
     assert not _is_fused(module(x.requires_grad_(), y))
     np.testing.assert_allclose(module(x, y).detach().numpy(), _reference(name, kw, x, y, reduction),
                                rtol=1e-12)
-    _, composed_grad = _value_and_grad(lambda a, b: _composed(module, a, b).sum(), x.detach(), y)
+    _, composed_grad = value_and_grad(lambda a, b: _composed(module, a, b).sum(), x.detach(), y)
     torch.testing.assert_close(grad, composed_grad, rtol=1e-10, atol=1e-14)
 
 
@@ -163,7 +157,7 @@ def test_fused_backward_twice_with_retain_graph(small_fused):
 
 def test_fused_scales_by_the_incoming_gradient(small_fused):
     x, y = _inputs("logits")
-    _, grad = _value_and_grad(lambda a, b: _composed(lt.BCELoss(from_logits=True), a, b), x, y)
+    _, grad = value_and_grad(lambda a, b: _composed(lt.BCELoss(from_logits=True), a, b), x, y)
     x.requires_grad_()
     (3.0 * lt.BCELoss(from_logits=True)(x, y)).backward()
     torch.testing.assert_close(x.grad, 3.0 * grad)
@@ -207,21 +201,21 @@ def test_a_subclass_gets_the_derived_kernel_of_its_own_formula(inductor, dtype, 
     x, y = _inputs("logits", shape=(16, 33), dtype=dtype)
     y = (y > 0.5).to(torch.int64 if labels == "int64" else dtype)
     loss = FocalBCELoss(gamma=2.0, from_logits=True)
-    value, grad = _value_and_grad(loss, x, y)
+    value, grad = value_and_grad(loss, x, y)
     assert _is_fused(value)
-    expected, expected_grad = _value_and_grad(lambda a, b: _eager_focal(a, b.to(dtype), 2.0), x, y)
+    expected, expected_grad = value_and_grad(lambda a, b: _eager_focal(a, b.to(dtype), 2.0), x, y)
     tol = {} if dtype == torch.float64 else {"rtol": 2e-6, "atol": 1e-8}
     torch.testing.assert_close(value, expected, **tol)
     torch.testing.assert_close(grad, expected_grad, **tol)
     loss.gamma = 0.0  # a new attribute value: dynamo's guard sees it, the kernel follows
-    torch.testing.assert_close(_value_and_grad(loss, x, y)[0], lt.BCELoss(from_logits=True)(x, y.to(dtype)))
+    torch.testing.assert_close(value_and_grad(loss, x, y)[0], lt.BCELoss(from_logits=True)(x, y.to(dtype)))
 
 
 def test_a_dice_subclass_with_its_own_score_gets_its_derived_kernel(small_fused):
     g = torch.Generator().manual_seed(7)
     x = torch.randn(3, 4, 6, 5, generator=g, dtype=torch.float64)
     labels = torch.randint(0, 4, (3, 6, 5), generator=g)
-    value, grad = _value_and_grad(DenominatorSmoothedDice(from_logits=True, smooth=0.5), x, labels)
+    value, grad = value_and_grad(DenominatorSmoothedDice(from_logits=True, smooth=0.5), x, labels)
     assert _is_fused(value)
 
     def by_hand(a, b):
@@ -229,7 +223,7 @@ def test_a_dice_subclass_with_its_own_score_gets_its_derived_kernel(small_fused)
         inter, den = (p * y).sum((1, 2, 3)), (p * p).sum((1, 2, 3)) + (y * y).sum((1, 2, 3))
         return (1 - 2 * inter / (den + 0.5)).mean()
 
-    expected, expected_grad = _value_and_grad(by_hand, x, labels)
+    expected, expected_grad = value_and_grad(by_hand, x, labels)
     torch.testing.assert_close(value, expected)
     torch.testing.assert_close(grad, expected_grad)
 
@@ -272,10 +266,10 @@ def _numpy_class_axis_last(x, y, labels):
 
 def _assert_route_matches(route, module, x, y, ref):
     """The route taken (``route``), the NumPy float64 value ``ref``, the composed formula's gradient."""
-    value, grad = _value_and_grad(module, x, y)
+    value, grad = value_and_grad(module, x, y)
     assert route(value)
     np.testing.assert_allclose(value.item(), ref, rtol=1e-12)
-    _, composed_grad = _value_and_grad(lambda a, b: _composed(module, a, b), x, y)
+    _, composed_grad = value_and_grad(lambda a, b: _composed(module, a, b), x, y)
     torch.testing.assert_close(grad, composed_grad)
 
 
@@ -302,7 +296,7 @@ def test_sparse_ce_routes(route, kw, reduction):
 @pytest.mark.parametrize("kw", [{}, {"class_weights": [1.0, 2.0, 0.5, 3.0, 1.0]}], ids=str)
 def test_sparse_ce_all_ignored_gives_zero_not_nan(route, kw):
     x, labels = _class_inputs()
-    value, grad = _value_and_grad(lt.SparseCategoricalCELoss(from_logits=True, ignore_index=3, **kw),
+    value, grad = value_and_grad(lt.SparseCategoricalCELoss(from_logits=True, ignore_index=3, **kw),
                                   x, torch.full_like(labels, 3))
     assert route(value)
     assert value.item() == 0.0
@@ -390,13 +384,13 @@ def test_dice_label_map_torch_matches_one_hot_by_hand(kw):
                 aggregation="sample", class_weights=None) | kw
     ref = _dice_by_hand(torch.softmax(x, 1).numpy(), labels.numpy(), **full)
     module = lt.DiceLoss(from_logits=True, **kw)
-    value, grad = _value_and_grad(module, x, labels)
+    value, grad = value_and_grad(module, x, labels)
     np.testing.assert_allclose(value.item(), ref, rtol=1e-12)
     # the gradient is the one-hot formula's: compare with the mask path on the one-hot target
     if "ignore_index" not in kw:
         onehot = torch.nn.functional.one_hot(labels, 4).movedim(-1, 1).double()
         masks = lt.DiceLoss(from_logits=True, activation="softmax", **kw)
-        _, mask_grad = _value_and_grad(masks, x, onehot)
+        _, mask_grad = value_and_grad(masks, x, onehot)
         torch.testing.assert_close(grad, mask_grad)
 
 
@@ -450,11 +444,11 @@ COMPILE = [
 def test_compile_fullgraph_skips_the_fused_function(small_fused, module, kind):
     """Large enough for the fused kernel in eager mode; compiled, the native kernel runs instead."""
     x, y = _inputs(kind)
-    eager, eager_grad = _value_and_grad(module, x, y)
+    eager, eager_grad = value_and_grad(module, x, y)
     assert _is_fused(eager)
     torch._dynamo.reset()
     compiled = torch.compile(module, backend="eager", fullgraph=True)
-    value, grad = _value_and_grad(compiled, x, y)
+    value, grad = value_and_grad(compiled, x, y)
     torch.testing.assert_close(value, eager)
     torch.testing.assert_close(grad, eager_grad)
 
@@ -465,10 +459,10 @@ def test_compile_fullgraph_skips_the_fused_function(small_fused, module, kind):
 ], ids=lambda m: type(m).__name__)
 def test_compile_fullgraph_class_routes(module):
     x, labels = _class_inputs()
-    eager, eager_grad = _value_and_grad(module, x, labels)
+    eager, eager_grad = value_and_grad(module, x, labels)
     torch._dynamo.reset()
     compiled = torch.compile(module, backend="eager", fullgraph=True)
-    value, grad = _value_and_grad(compiled, x, labels)
+    value, grad = value_and_grad(compiled, x, labels)
     torch.testing.assert_close(value, eager)
     torch.testing.assert_close(grad, eager_grad)
 
@@ -478,7 +472,7 @@ def test_fused_bce_logits_keeps_precision_on_confident_logits(small_fused):
     g = torch.Generator().manual_seed(3)
     y = (torch.rand(40, 50, generator=g) > 0.5).float()
     x = (2 * y - 1) * (12 + 4 * torch.rand(40, 50, generator=g))
-    value, _ = _value_and_grad(lt.BCELoss(from_logits=True), x, y)
+    value, _ = value_and_grad(lt.BCELoss(from_logits=True), x, y)
     assert _is_fused(value)
     ref = lossplug.numpy.bce(x.double().numpy(), y.double().numpy(), from_logits=True)
     np.testing.assert_allclose(value.item(), ref, rtol=1e-5)
@@ -539,12 +533,12 @@ def _class_case(kind, shape, dtype=torch.float64):
 def test_fused_class_kernels_match_torch_nn_composed(small_fused, module, kind, shape):
     """Float64 against the composed formula; float32 within float32 rounding of it."""
     x, y = _class_case(kind, shape)
-    value, grad = _value_and_grad(module, x, y)
+    value, grad = value_and_grad(module, x, y)
     assert _is_fused(value)
-    composed, composed_grad = _value_and_grad(lambda a, b: _composed(module, a, b), x, y)
+    composed, composed_grad = value_and_grad(lambda a, b: _composed(module, a, b), x, y)
     np.testing.assert_allclose(value.item(), composed.item(), rtol=1e-12)
     torch.testing.assert_close(grad, composed_grad, rtol=1e-10, atol=1e-15)
-    value32, grad32 = _value_and_grad(module, x.float(), y.float() if y.is_floating_point() else y)
+    value32, grad32 = value_and_grad(module, x.float(), y.float() if y.is_floating_point() else y)
     assert _is_fused(value32) and value32.dtype == torch.float32
     np.testing.assert_allclose(value32.item(), composed.item(), rtol=2e-6)
     torch.testing.assert_close(grad32, composed_grad.float(), rtol=1e-4, atol=1e-7)
@@ -555,10 +549,10 @@ def test_fused_sparse_ce_matches_torch_cross_entropy(small_fused):
     x, labels = _class_case("labels", (30, 5, 7))
     w = torch.tensor([1.0, 2.0, 0.5, 3.0, 1.0], dtype=torch.float64)
     kw = dict(ignore_index=2, label_smoothing=0.15)
-    value, grad = _value_and_grad(
+    value, grad = value_and_grad(
         lt.SparseCategoricalCELoss(from_logits=True, class_weights=w.tolist(), **kw), x, labels)
     assert _is_fused(value)
-    expected, expected_grad = _value_and_grad(
+    expected, expected_grad = value_and_grad(
         lambda a, b: torch.nn.functional.cross_entropy(a, b, weight=w, **kw), x, labels)
     np.testing.assert_allclose(value.item(), expected.item(), rtol=1e-12)
     torch.testing.assert_close(grad, expected_grad)
@@ -592,7 +586,7 @@ def test_fused_class_kernels_raise_the_value_check_errors(small_fused, module, k
 def test_sparse_ce_ignored_labels_may_lie_outside_the_classes(small_fused):
     x, labels = _class_case("labels", (6, 5, 4))
     labels[0, :2] = 255
-    value, grad = _value_and_grad(lt.SparseCategoricalCELoss(from_logits=True, ignore_index=255), x, labels)
+    value, grad = value_and_grad(lt.SparseCategoricalCELoss(from_logits=True, ignore_index=255), x, labels)
     assert _is_fused(value)
     expected = torch.nn.functional.cross_entropy(x, labels, ignore_index=255)
     np.testing.assert_allclose(value.item(), expected.item(), rtol=1e-12)
@@ -602,8 +596,8 @@ def test_sparse_ce_ignored_labels_may_lie_outside_the_classes(small_fused):
 def test_fused_kernels_switch(small_fused, monkeypatch):
     x, y = _inputs("regression")
     with lt.fused_kernels(False):
-        assert not _is_fused(_value_and_grad(lt.MSELoss(), x, y)[0])
-    assert _is_fused(_value_and_grad(lt.MSELoss(), x, y)[0])
+        assert not _is_fused(value_and_grad(lt.MSELoss(), x, y)[0])
+    assert _is_fused(value_and_grad(lt.MSELoss(), x, y)[0])
 
 
 FALLBACK = """
@@ -666,7 +660,7 @@ def test_torch_func_grad_and_vmap(small_fused, module, kind):
         x, y = _class_case(kind, (6, 5, 4))
     per_sample = torch.func.vmap(torch.func.grad(lambda a, b: module(a[None], b[None])))(x, y)
     for i in range(x.shape[0]):
-        _, expected = _value_and_grad(module, x[i:i + 1], y[i:i + 1])
+        _, expected = value_and_grad(module, x[i:i + 1], y[i:i + 1])
         torch.testing.assert_close(per_sample[i], expected[0])
     values = torch.func.vmap(lambda a, b: module(a[None], b[None]))(x, y)
     torch.testing.assert_close(values, torch.stack([module(x[i:i + 1], y[i:i + 1]) for i in range(6)]))
@@ -683,15 +677,15 @@ def test_past_the_recompile_limit_the_torch_kernels_take_over(small_fused):
             lt.HuberLoss()(x32.clone().requires_grad_(), y32)  # float32 again: the one allowed entry
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                value, grad = _value_and_grad(lt.HuberLoss(), x, y)  # float64: a second one
+                value, grad = value_and_grad(lt.HuberLoss(), x, y)  # float64: a second one
     finally:
         torch._dynamo.reset()
     assert not _is_fused(value)
     assert any("running the derived kernel of HuberLoss failed" in str(w.message) for w in caught)
-    expected, expected_grad = _value_and_grad(torch.nn.functional.huber_loss, x, y)
+    expected, expected_grad = value_and_grad(torch.nn.functional.huber_loss, x, y)
     np.testing.assert_allclose(value.item(), expected.item(), rtol=1e-12)
     torch.testing.assert_close(grad, expected_grad)
-    assert _is_fused(_value_and_grad(lt.HuberLoss(), x, y)[0])  # and the kernel is not given up
+    assert _is_fused(value_and_grad(lt.HuberLoss(), x, y)[0])  # and the kernel is not given up
 
 
 def test_fused_kernels_switched_off_between_forward_and_second_backward(small_fused):
@@ -718,11 +712,11 @@ def test_every_derived_kernel_keeps_the_input_dtype(small_fused, monkeypatch, dt
             x, y = _inputs(kind, shape=(8, 12), dtype=dtype)
         else:
             x, y = _class_case(kind, (4, 5, 8), dtype)
-        value, grad = _value_and_grad(module, x, y)
+        value, grad = value_and_grad(module, x, y)
         assert _is_fused(value), module
         assert value.dtype == dtype and grad.dtype == dtype and grad.shape == x.shape, module
         with lt.fused_kernels(False):
-            expected, expected_grad = _value_and_grad(module, x, y)
+            expected, expected_grad = value_and_grad(module, x, y)
         tol = {} if dtype == torch.float64 else {"rtol": 1e-5, "atol": 1e-7}
         torch.testing.assert_close(value, expected, **tol)  # inductor's code: the formula's numbers
         torch.testing.assert_close(grad, expected_grad, **tol)
@@ -746,10 +740,10 @@ def test_sparse_ce_bad_labels_raise_our_error_in_every_route(route, kw, bad):
 
 
 def _fused_equals_composed(module, x, y):
-    value, grad = _value_and_grad(module, x, y)
+    value, grad = value_and_grad(module, x, y)
     assert _is_fused(value)
     with lt.fused_kernels(False):
-        expected, expected_grad = _value_and_grad(module, x, y)
+        expected, expected_grad = value_and_grad(module, x, y)
     torch.testing.assert_close(value, expected)
     torch.testing.assert_close(grad, expected_grad)
 
@@ -870,7 +864,7 @@ def test_a_loss_without_a_torch_kernel_is_derived_from_a_few_thousand_elements(m
     x, y = _inputs("probabilities", shape=(8, derived.TRACED_MIN_NUMEL // 8))
     _fused_equals_composed(module, x, y)
     small_x, small_y = x[:, :8], y[:, :8]
-    assert not _is_fused(_value_and_grad(module, small_x, small_y)[0])
+    assert not _is_fused(value_and_grad(module, small_x, small_y)[0])
 
 
 def test_a_kernel_called_through_dynamo_takes_the_dynamo_size():
@@ -886,5 +880,5 @@ def test_a_kernel_called_through_dynamo_takes_the_dynamo_size():
     x = torch.randn(2, 4, 32, 32, generator=g, dtype=torch.float64)  # 8192 elements: between the two
     labels = torch.randint(0, 4, (2, 32, 32), generator=g)
     assert derived.TRACED_MIN_NUMEL <= x.numel() < derived.DERIVED_MIN_NUMEL
-    assert _is_fused(_value_and_grad(plain, x, labels)[0])
-    assert not _is_fused(_value_and_grad(weighted, x, labels)[0])
+    assert _is_fused(value_and_grad(plain, x, labels)[0])
+    assert not _is_fused(value_and_grad(weighted, x, labels)[0])

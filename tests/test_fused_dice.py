@@ -12,6 +12,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from loss_cases import value_and_grad
 from monai.losses import DiceLoss as MonaiDiceLoss  # the bench extra; .[dev] installs it
 
 import lossplug.torch as lt
@@ -44,13 +45,6 @@ def _graph_names(value):
         names.add(type(node).__name__)
         stack.extend(f for f, _ in node.next_functions)
     return names
-
-
-def _value_and_grad(fn, x, labels):
-    x = x.detach().clone().requires_grad_()
-    value = fn(x, labels)
-    value.backward()
-    return value, x.grad
 
 
 def _fused_value_and_grad(module, x, labels):
@@ -132,8 +126,8 @@ def test_fused_matches_one_hot_dice_float64(activation, kw):
         value, grad = _fused_value_and_grad(_module(activation, **kw), x, labels)
     else:
         with lt.fused_kernels(False):
-            value, grad = _value_and_grad(_module(activation, **kw), x, labels)
-    ref, ref_grad = _value_and_grad(lambda a, b: one_hot_dice(a, b, activation=activation, **kw), x, labels)
+            value, grad = value_and_grad(_module(activation, **kw), x, labels)
+    ref, ref_grad = value_and_grad(lambda a, b: one_hot_dice(a, b, activation=activation, **kw), x, labels)
     torch.testing.assert_close(value, ref, rtol=1e-12, atol=1e-14)
     torch.testing.assert_close(grad, ref_grad, rtol=1e-10, atol=1e-14)
 
@@ -146,7 +140,7 @@ def test_fused_matches_the_composed_path_float32(inductor, activation, kw):
     module = _module(activation, **kw)
     value, grad = _fused_value_and_grad(module, x, labels)
     with lt.fused_kernels(False):
-        composed, composed_grad = _value_and_grad(module, x, labels)
+        composed, composed_grad = value_and_grad(module, x, labels)
     torch.testing.assert_close(value, composed.detach(), rtol=1e-6, atol=1e-7)
     torch.testing.assert_close(grad, composed_grad, rtol=1e-5, atol=1e-9)
 
@@ -167,7 +161,7 @@ def test_fused_matches_monai(dtype, ours, theirs):
         if "squared_pred" not in theirs else MonaiDiceLoss(to_onehot_y=True, smooth_nr=1e-5, smooth_dr=1e-5)
     for key, v in theirs.items():
         setattr(monai, key, v)
-    ref, ref_grad = _value_and_grad(lambda a, b: monai(a, b[:, None]), x, labels)
+    ref, ref_grad = value_and_grad(lambda a, b: monai(a, b[:, None]), x, labels)
     # MONAI forms the intersection from vector norms (|p|^2 + |y|^2 - |p - y|^2) / 2: its value is
     # about 1e-8 relative off in float64, and its small gradient entries more (absolute 1e-11 here)
     f64 = dtype == torch.float64
@@ -180,7 +174,7 @@ def test_fused_on_a_volume_with_batch_one():
     x, labels = _seg((1, 3, 4, 5, 6), seed=4)
     kw = {"per_class": True, "include_background": False}
     value, grad = _fused_value_and_grad(lt.DiceLoss(from_logits=True, **kw), x, labels)
-    ref, ref_grad = _value_and_grad(lambda a, b: one_hot_dice(a, b, **kw), x, labels)
+    ref, ref_grad = value_and_grad(lambda a, b: one_hot_dice(a, b, **kw), x, labels)
     torch.testing.assert_close(value, ref.detach(), rtol=1e-12, atol=1e-14)
     torch.testing.assert_close(grad, ref_grad, rtol=1e-10, atol=1e-14)
 
@@ -192,7 +186,7 @@ def test_extreme_logits_stay_finite_and_exact(activation):
     module = lt.DiceLoss(from_logits=True, activation=activation, per_class=True)
     value, grad = _fused_value_and_grad(module, x, labels)
     assert torch.isfinite(value) and torch.isfinite(grad).all()
-    ref, ref_grad = _value_and_grad(
+    ref, ref_grad = value_and_grad(
         lambda a, b: one_hot_dice(a, b, activation=activation, per_class=True), x.double(), labels)
     torch.testing.assert_close(value.double(), ref.detach(), rtol=1e-6, atol=1e-7)
     torch.testing.assert_close(grad.double(), ref_grad, rtol=1e-5, atol=1e-9)
@@ -215,7 +209,7 @@ def test_absent_classes_with_zero_smoothing():
     labels[:] = 1
     module = lt.DiceLoss(from_logits=True, smooth=0.0, per_class=True)
     value, grad = _fused_value_and_grad(module, x, labels)
-    ref, ref_grad = _value_and_grad(lambda a, b: one_hot_dice(a, b, per_class=True, smooth=0.0), x, labels)
+    ref, ref_grad = value_and_grad(lambda a, b: one_hot_dice(a, b, per_class=True, smooth=0.0), x, labels)
     torch.testing.assert_close(value, ref.detach(), rtol=1e-12, atol=1e-14)
     torch.testing.assert_close(grad, ref_grad, rtol=1e-10, atol=1e-14)
 
@@ -286,7 +280,7 @@ def test_torch_compile_composes_the_sums_without_graph_breaks():
     eager, eager_grad = _fused_value_and_grad(module, x, labels)
     torch._dynamo.reset()
     compiled = torch.compile(module, backend="eager", fullgraph=True)
-    value, grad = _value_and_grad(compiled, x, labels)
+    value, grad = value_and_grad(compiled, x, labels)
     torch.testing.assert_close(value.detach(), eager, rtol=1e-12, atol=1e-14)
     torch.testing.assert_close(grad, eager_grad, rtol=1e-10, atol=1e-14)
 
@@ -311,9 +305,9 @@ def _check_float32_then_float64(module, derived_float64=True, smooth=1e-5):
         if dtype == torch.float32 or derived_float64:
             value, grad = _fused_value_and_grad(module, x, labels)
         else:
-            value, grad = _value_and_grad(module, x, labels)
+            value, grad = value_and_grad(module, x, labels)
             assert FUSED_NODE not in _graph_names(value)
-        ref, ref_grad = _value_and_grad(
+        ref, ref_grad = value_and_grad(
             lambda a, b: one_hot_dice(a, b, per_class=True, smooth=smooth), x.double(), labels
         )
         tol = {"rtol": 1e-12, "atol": 1e-14} if dtype == torch.float64 else {"rtol": 1e-5, "atol": 1e-8}
@@ -371,13 +365,13 @@ def test_channels_last_masks_give_the_contiguous_masks_value_and_gradient(induct
     masks = F.one_hot(torch.randint(0, 3, (2, 8, 8), generator=g), 3).movedim(-1, 1).double()
     assert not masks.is_contiguous()
     loss = lt.DiceLoss(from_logits=True, per_class=True)
-    value, grad = _value_and_grad(loss, x, masks)
+    value, grad = value_and_grad(loss, x, masks)
     assert FUSED_NODE in _graph_names(value)
     for other in (masks.contiguous(), None):
         if other is None:
             with lt.fused_kernels(False):
-                expected, expected_grad = _value_and_grad(loss, x, masks)
+                expected, expected_grad = value_and_grad(loss, x, masks)
         else:
-            expected, expected_grad = _value_and_grad(loss, x, other)
+            expected, expected_grad = value_and_grad(loss, x, other)
         torch.testing.assert_close(value, expected)
         torch.testing.assert_close(grad, expected_grad)

@@ -13,7 +13,7 @@ import warnings
 
 import pytest
 import torch
-from loss_cases import CASES, FIRST_PER_LOSS, to_torch, torch_loss
+from loss_cases import CASES, FIRST_PER_LOSS, to_torch, torch_loss, value_and_grad
 
 import lossplug.torch as lt
 from lossplug.frameworks import compiled, derived
@@ -38,26 +38,19 @@ def derived_on_small_inputs(monkeypatch):
     monkeypatch.setattr(compiled, "BACKEND", "inductor")
 
 
-def _value_and_grad(module, x, y):
-    x = x.detach().clone().requires_grad_()
-    value = module(x, y)
-    value.backward()
-    return value, x.grad
-
-
 def _composed_cpu_float64(module, x, y):
     """The composed formula in float64 on the CPU: the reference of a CUDA result."""
     module = module.to("cpu", torch.float64)
     y = y.cpu() if not y.is_floating_point() else y.cpu().double()
     with lt.fused_kernels(False):
-        return _value_and_grad(module, x.cpu().double(), y)
+        return value_and_grad(module, x.cpu().double(), y)
 
 
 def _derived_on_cuda(module, x, y):
     module = module.to(DEV)
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)  # a failed compile must fail the test
-        value, grad = _value_and_grad(module, x.to(DEV), y.to(DEV))
+        value, grad = value_and_grad(module, x.to(DEV), y.to(DEV))
     assert type(value.grad_fn).__name__ == "DerivedLossBackward"
     assert value.device.type == grad.device.type == DEV
     return value, grad

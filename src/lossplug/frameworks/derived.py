@@ -217,9 +217,7 @@ def loss(compiled_kernel, module, x: torch.Tensor, y: torch.Tensor, ranges: str,
         # them: channels last) makes inductor's loops walk the class axis; copied, Dice on
         # 8 x C x 256 x 256 masks takes 0.23x (C = 2) to 0.78x (C = 8) the time, copy included
         yd = yd.contiguous()
-    label_axis = axis if axis is not None and y.dim() == x.dim() - 1 else None
-    ignore = getattr(module, "ignore_index", None)
-    labels = None if label_axis is None else _kernel_labels(module, yd, x.shape[label_axis], ignore)
+    label_axis, labels = label_inputs(module, xd, yd, axis)
     out = compiled_kernel.run(module, xd, yd, ranges, label_axis, labels)
     if out is None:
         return None
@@ -238,6 +236,15 @@ def loss(compiled_kernel, module, x: torch.Tensor, y: torch.Tensor, ranges: str,
         return module._reduce(_xp, loss, weight)
 
     return DerivedLoss.apply(x, value, (grad, rerun), reference)
+
+
+def label_inputs(module, x: torch.Tensor, y: torch.Tensor, axis):
+    """The kernel's ``label_axis`` (the class axis where ``y`` is an integer label map, else
+    ``None``) and ``narrow_labels`` (``_kernel_labels``) for ``module`` at ``x``, ``y``."""
+    label_axis = axis if axis is not None and y.dim() == x.dim() - 1 else None
+    if label_axis is None:
+        return None, None
+    return label_axis, _kernel_labels(module, y, x.shape[label_axis], getattr(module, "ignore_index", None))
 
 
 _INT32 = torch.iinfo(torch.int32)
