@@ -147,6 +147,7 @@ def _by_classes(sizes) -> str:
 
 
 def markdown(rows: list[dict], info: dict, command: str, chart: str | None) -> str:
+    from lossplug.frameworks.crossover import ABOVE, BELOW
     from lossplug.frameworks.derived import DERIVED_MIN_NUMEL, NATIVE_UP_TO, TRACED_MIN_NUMEL
 
     key = judged_ratio(info["device"])
@@ -176,7 +177,9 @@ def markdown(rows: list[dict], info: dict, command: str, chart: str | None) -> s
         + ('(on a GPU only where torch has no kernel of the loss) from ' if info["device"] == "cuda" else
            f'from {NATIVE_UP_TO["elementwise"]} elements on (elementwise losses), {NATIVE_UP_TO["bce"]} '
            f'(BCE on logits), for the class losses from a size set by the class count on the CPU '
-           f'({_by_classes(NATIVE_UP_TO)}; `lossplug.frameworks.derived.NATIVE_UP_TO`), or ')
+           f'({_by_classes(NATIVE_UP_TO)}; `lossplug.frameworks.derived.NATIVE_UP_TO`; from '
+           f'a {BELOW}th of these sizes to {ABOVE} times them the first call of each size band '
+           'times both routes and keeps the faster: `lossplug.frameworks.crossover`), or ')
         + f'{TRACED_MIN_NUMEL} (losses torch has no kernel of; {DERIVED_MIN_NUMEL} for a subclass\'s '
         'formula) on: '
         '`torch.func.grad_and_value` of the formula and its reduction, with the value checks\' input '

@@ -33,6 +33,15 @@ def _seed_torch():
         sys.modules["torch"].manual_seed(0)
 
 
+@pytest.fixture(autouse=True)
+def _sizes_decide_routes(monkeypatch):
+    """Routes by ``derived.NATIVE_UP_TO`` alone, the same on every host: the tests that lower those
+    sizes to reach a route must get it. tests/test_crossover.py turns the measured choice back on."""
+    from lossplug.frameworks import crossover  # (no framework import)
+
+    monkeypatch.setattr(crossover, "_ENABLED", False)
+
+
 @pytest.fixture(scope="session")
 def docs_site(tmp_path_factory):
     """The docs site built once per run (``mkdocs build --strict``, 20-30 s), read by test_docs and

@@ -22,12 +22,13 @@ except ImportError as _exc:
     raise missing("lossplug.torch", "torch", "torch", _exc) from _exc
 
 from lossplug import core as _core
-from lossplug.frameworks import derived, torch_native
+from lossplug.frameworks import crossover, derived, torch_native
 from lossplug.frameworks.adapter import LossAdapter, loss_classes
 from lossplug.frameworks.compiled import fused_kernels
+from lossplug.frameworks.crossover import measured_crossover
 from lossplug.frameworks.ops import get_backend
 
-__all__ = ["fused_kernels", "LossModule"]
+__all__ = ["fused_kernels", "measured_crossover", "LossModule"]
 
 _xp = get_backend("torch")
 
@@ -143,13 +144,16 @@ class LossModule(LossAdapter, nn.Module):
         given = y_pred, y_true
         y_pred, y_true = _as_tensors(y_pred, y_true)
         plan = plan or self._make_plan()
-        spec, (params, ranges, native, kernel, routes) = self.spec, plan
+        spec, (params, ranges, native, _, routes, _) = self.spec, plan
         axis = _core.class_axis(spec, params, y_pred.dim(), "torch")
         y_true = _core.check_shapes(spec, _xp, y_pred, y_true, params, axis)
         if self.reduction != "none":
             own = derived.traced(type(self), params)
             min_size = derived.min_numel(spec, native is not None, y_pred, axis, own)
+            if native is not None and signature is not None:
+                min_size = self._measured_min_size(plan, min_size, y_pred, y_true, axis, own)
             if derived.applicable(y_pred, y_true, min_size):
+                kernel = plan[3]
                 if kernel is None:
                     kernel = plan[3] = derived.kernel(type(self), params)
                 def check(stats):
@@ -173,6 +177,38 @@ class LossModule(LossAdapter, nn.Module):
         loss, weight = self.terms(y_pred, _core.safe_labels(spec, _xp, y_pred, y_true, params, axis))
         loss = _core.poison(spec, _xp, y_pred, y_true, params, axis, loss)
         return self._reduce(_xp, loss, weight)
+
+    def _measured_min_size(self, plan, min_size, y_pred, y_true, axis, own):
+        """``min_size`` (``derived.min_numel``), or, where ``crossover`` measures the inputs' size
+        band, 0 if the derived kernel was the faster on its first call and ``None`` if torch's was."""
+        key = crossover.bucket(y_pred, y_true, axis, min_size, derived.floor_numel(own))
+        if key is None or not derived.applicable(y_pred, y_true, 0):
+            return min_size
+        measured = plan[5]
+        faster = measured.get(key)
+        if faster is None:
+            spec, (params, ranges, native) = self.spec, plan[:3]
+            run = native(self, y_pred, axis)
+            if run is None:  # (torch's kernel does not take these inputs: the sizes decide)
+                measured[key] = "sizes"
+                return min_size
+            if plan[3] is None:
+                plan[3] = derived.kernel(type(self), params)
+
+            def by_torch(x, y):
+                return self._checked_native(run, native.validates_labels, x, y, params, axis)
+
+            def by_derived(x, y):
+                def check(stats):
+                    _core.check_values(spec, _xp, x, y, params, axis, _core.ranges_from(stats))
+
+                return derived.loss(plan[3], self, x, y, ranges, axis, check)
+
+            if len(measured) >= 64:
+                measured.clear()
+            faster = measured[key] = "derived" if crossover.derived_is_faster(
+                by_torch, by_derived, y_pred, y_true, y_pred.numel() >= min_size) else "torch"
+        return min_size if faster == "sizes" else 0 if faster == "derived" else None
 
     def _checked_native(self, run, validates_labels, y_pred, y_true, params, axis):
         """torch's kernel of the loss (``run``, bound by ``torch_native``) after the value checks;
@@ -211,7 +247,8 @@ class LossModule(LossAdapter, nn.Module):
     def _make_plan(self):
         """What every call needs and no call changes: the parameters, the ranges the value checks
         read, torch's own kernel for them (not for a subclass's own formula), the derived kernel,
-        and the routes taken by inputs of each signature (``_signature``) where torch's kernel ran.
+        the routes taken by inputs of each signature (``_signature``) where torch's kernel ran, and
+        the route measured faster in each size band (``crossover``).
         Kept until a parameter is set or the module moves (``_apply``); not pickled."""
         params = self.params()
         own_formula = type(self).terms is LossModule.terms  # (no native route takes a score)
@@ -220,7 +257,8 @@ class LossModule(LossAdapter, nn.Module):
         lossplug_numerics = params.get("numerics", "lossplug") == "lossplug"
         native = torch_native.route_for(self.spec.name, params) if own_formula and lossplug_numerics else None
         # the derived kernel is made on first use; routes: by input signature, the route taken
-        plan = [params, _core.ranges_needed(self.spec, params), native, None, {}]
+        # measured: by size band (``crossover.bucket``), the faster route
+        plan = [params, _core.ranges_needed(self.spec, params), native, None, {}, {}]
         if not torch.compiler.is_compiling():  # a graph does not keep Python state between calls
             self.__dict__["_plan"] = plan
         return plan

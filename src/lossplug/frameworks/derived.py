@@ -90,6 +90,9 @@ torch's route takes 1.2x-1.25x F.cross_entropy's time from 1.3e5 to 2.6e5 elemen
 ``(N, C, H, W)`` takes torch's vectorised spatial kernels: the kernel wins from 2.6e5 (sparse and
 soft CE 0.81x-0.96x, 1.1x-1.5x at 64k), KL from 64k (0.71x).
 
+Hosts differ (the vector width, the caches), so on the CPU the route is measured near these sizes,
+from a 16th of them to 4 times them: ``lossplug.frameworks.crossover``.
+
 On a GPU torch's kernel runs at every size (``NATIVE_AT_EVERY_SIZE_ON``): on an H200 (torch 2.11,
 forward+backward, checks on) it took less time than the derived kernel at 35 of the 36 benchmark
 points where the derived kernel ran, 1e5 to 1e7 elements and 2 to 32000 classes (MSE at 1e7 0.16 against
@@ -101,13 +104,18 @@ NATIVE_AT_EVERY_SIZE_ON = ("cuda",)
 """Devices where a loss that torch has a kernel of keeps it at every size (``NATIVE_UP_TO``)."""
 
 
+def floor_numel(own: bool) -> int:
+    """The fewest elements that take the derived kernel: ``own`` as in ``min_numel``."""
+    return min(DERIVED_MIN_NUMEL, TRACED_MIN_NUMEL) if own else DERIVED_MIN_NUMEL
+
+
 def min_numel(spec, has_native: bool, x=None, axis=None, own: bool = True) -> int | None:
     """The size from which a loss of ``spec`` runs its derived kernel on ``x`` (``None``: never).
 
     ``axis`` is ``x``'s class axis; ``own`` is ``traced(...)``: false where the kernel is called
     through dynamo (a subclass's formula, class weights).
     """
-    floor = min(DERIVED_MIN_NUMEL, TRACED_MIN_NUMEL) if own else DERIVED_MIN_NUMEL
+    floor = floor_numel(own)
     if not has_native:
         return floor
     if x is not None and x.device.type in NATIVE_AT_EVERY_SIZE_ON:

@@ -136,12 +136,12 @@ def run_torch(seed: int, dtype: str, fused: bool = False, on_case=None) -> dict[
     import torch
 
     if fused:
-        from lossplug.frameworks import derived
+        from lossplug.frameworks import crossover, derived
 
         sizes = derived.DERIVED_MIN_NUMEL, derived.NATIVE_UP_TO
         derived.DERIVED_MIN_NUMEL, derived.NATIVE_UP_TO = 1, {}
         try:
-            with torch.enable_grad():
+            with torch.enable_grad(), crossover.measured_crossover(False):
                 return run_torch(seed, dtype, on_case=on_case)
         finally:
             derived.DERIVED_MIN_NUMEL, derived.NATIVE_UP_TO = sizes
