@@ -39,7 +39,7 @@ def _sizes_decide_routes(monkeypatch):
     sizes to reach a route must get it. tests/test_crossover.py turns the measured choice back on."""
     from lossplug.frameworks import crossover  # (no framework import)
 
-    monkeypatch.setattr(crossover, "_ENABLED", False)
+    monkeypatch.setattr(crossover.MEASURED, "on", False)
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,7 @@ from lossplug.frameworks import crossover, derived
 def measured(monkeypatch):
     """The measured choice on (conftest turns it off), its decisions recorded; ``answer`` sets what
     the measurement says (``None``: really time both)."""
-    monkeypatch.setattr(crossover, "_ENABLED", True)
+    monkeypatch.setattr(crossover.MEASURED, "on", True)
     calls = []
     real = crossover.derived_is_faster
 

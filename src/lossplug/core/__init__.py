@@ -6,23 +6,14 @@ torch modules and Keras classes are thin adapters around it.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import operator
 
 from lossplug._spec import LossSpec
+from lossplug.core.switch import Switch
 from lossplug.formulas import division
 
-_VALUE_CHECKS = True
-
-
-@contextlib.contextmanager
-def _restore(previous):
-    global _VALUE_CHECKS
-    try:
-        yield
-    finally:
-        _VALUE_CHECKS = previous
+VALUE_CHECKS = Switch()
 
 
 def value_checks(enabled: bool):
@@ -34,9 +25,7 @@ def value_checks(enabled: bool):
         with lossplug.value_checks(False):
             trainer.fit(model)
     """
-    global _VALUE_CHECKS
-    previous, _VALUE_CHECKS = _VALUE_CHECKS, bool(enabled)
-    return _restore(previous)
+    return VALUE_CHECKS.set(enabled)
 
 
 # --- the class axis -----------------------------------------------------------------------------
@@ -108,7 +97,7 @@ def check_values(spec: LossSpec, xp, y_pred, y_true, params, axis, ranges=None):
     them in its own pass (``y_true``'s with ``ignore_index`` entries counted as 0); the rest are
     taken here.
     """
-    if not (_VALUE_CHECKS and xp.is_concrete(y_pred)) or not has_value_checks(spec, params):
+    if not (VALUE_CHECKS.on and xp.is_concrete(y_pred)) or not has_value_checks(spec, params):
         return
     if 0 in xp.shape(y_pred):  # an empty batch has no values to check
         return
@@ -179,7 +168,7 @@ def range_checks(spec: LossSpec, params, labels: bool):
     pred = _pred_range(params)
 
     def check(xp, y_pred, y_true):  # (every call of a plan's route: no function of its own per range)
-        if not (_VALUE_CHECKS and xp.is_concrete(y_pred)) or 0 in xp.shape(y_pred):
+        if not (VALUE_CHECKS.on and xp.is_concrete(y_pred)) or 0 in xp.shape(y_pred):
             return True
         lo, hi = xp.minmax(y_true)
         if not (lo >= 0.0 and hi <= 1.0):  # (False for NaN)
@@ -414,7 +403,7 @@ def poison_inputs(spec: LossSpec, xp, y_pred, y_true, params):
 
 def _judged(spec, xp, y_pred, params) -> bool:
     """Whether ``poison`` has inputs to judge: in a graph, with the checks on, a batch, a range."""
-    if not _VALUE_CHECKS or not has_value_checks(spec, params) or xp.is_concrete(y_pred):
+    if not VALUE_CHECKS.on or not has_value_checks(spec, params) or xp.is_concrete(y_pred):
         return False
     return 0 not in xp.shape(y_pred) and spec.checks != "finite"  # (the cosine is NaN by itself)
 
@@ -532,7 +521,7 @@ def safe_labels(spec: LossSpec, xp, y_pred, y_true, params, axis):
     read, or a device-side assert on a GPU); with it replaced the formula runs, and ``poison``,
     which looks at the labels as given, makes the loss NaN. Elsewhere ``y_true`` as it is.
     """
-    if (not _VALUE_CHECKS or "from_logits" not in params or xp.is_concrete(y_pred)
+    if (not VALUE_CHECKS.on or "from_logits" not in params or xp.is_concrete(y_pred)
             or len(xp.shape(y_true)) == len(xp.shape(y_pred))):
         return y_true
     num_classes = xp.shape(y_pred)[axis] if len(xp.shape(y_pred)) else 1

@@ -26,21 +26,14 @@ import warnings
 
 import torch
 
+from lossplug.core.switch import Switch
+
 _log = logging.getLogger("lossplug")
 BACKEND = os.environ.get("LOSSPLUG_COMPILE_BACKEND", "inductor")
 """torch.compile's backend for the kernels: inductor (C++/OpenMP loops on the CPU, Triton on a GPU).
 The tests run most derivation cases through ``"aot_eager"`` (the same traced gradient graph, no
 code generation) and a set of every loss family through inductor."""
-_ENABLED = os.environ.get("LOSSPLUG_FUSED_KERNELS", "1").strip().lower() not in ("0", "false", "no", "off")
-
-
-@contextlib.contextmanager
-def _restore(previous):
-    global _ENABLED
-    try:
-        yield
-    finally:
-        _ENABLED = previous
+KERNELS = Switch("LOSSPLUG_FUSED_KERNELS")
 
 
 def fused_kernels(enabled: bool):
@@ -49,9 +42,7 @@ def fused_kernels(enabled: bool):
     Off, the losses run their composed formulas in eager torch ops, which give the same values.
     Usable as a plain call or as a context manager restoring the previous setting.
     """
-    global _ENABLED
-    previous, _ENABLED = _ENABLED, bool(enabled)
-    return _restore(previous)
+    return KERNELS.set(enabled)
 
 
 def usable() -> bool:
@@ -61,7 +52,7 @@ def usable() -> bool:
     ``torch.func`` transform (``grad``, ``vmap``, ...), which custom autograd functions and
     compiled kernels do not support.
     """
-    return _ENABLED and not torch.compiler.is_compiling() and not functorch_active()
+    return KERNELS.on and not torch.compiler.is_compiling() and not functorch_active()
 
 
 def functorch_active() -> bool:

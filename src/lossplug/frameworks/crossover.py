@@ -20,10 +20,10 @@ with ``measured_crossover(False)`` or ``LOSSPLUG_MEASURED_CROSSOVER=0``, the siz
 
 from __future__ import annotations
 
-import contextlib
 import math
-import os
 import time
+
+from lossplug.core.switch import Switch
 
 BELOW, ABOVE = 16, 4
 """The band measured: from ``size // BELOW`` (at least the derived kernel's floor) to below
@@ -40,17 +40,7 @@ MARGIN = 1.03
 """The route the sizes give is kept unless the other one is faster by more than this factor (the
 two within timing noise: no change)."""
 
-_OFF = ("0", "false", "no", "off")
-_ENABLED = os.environ.get("LOSSPLUG_MEASURED_CROSSOVER", "1").strip().lower() not in _OFF
-
-
-@contextlib.contextmanager
-def _restore(previous):
-    global _ENABLED
-    try:
-        yield
-    finally:
-        _ENABLED = previous
+MEASURED = Switch("LOSSPLUG_MEASURED_CROSSOVER")
 
 
 def measured_crossover(enabled: bool):
@@ -58,15 +48,13 @@ def measured_crossover(enabled: bool):
     default); off, ``derived.NATIVE_UP_TO`` decides alone, the same route on every host. A module
     keeps the choices it made until a parameter is set or it moves. Usable as a plain call or as a
     context manager restoring the previous setting."""
-    global _ENABLED
-    previous, _ENABLED = _ENABLED, bool(enabled)
-    return _restore(previous)
+    return MEASURED.set(enabled)
 
 
 def bucket(x, y, axis, size: int | None, floor: int):
     """The size band of inputs ``x``, ``y`` (class axis ``axis``) whose route is measured, or
     ``None`` where the sizes decide (off, not on the CPU, no crossover, outside the band)."""
-    if not _ENABLED or size is None or x.device.type != "cpu":
+    if not MEASURED.on or size is None or x.device.type != "cpu":
         return None
     n = x.numel()
     if not max(floor, size // BELOW) <= n < size * ABOVE:
