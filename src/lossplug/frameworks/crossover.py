@@ -31,8 +31,8 @@ BELOW, ABOVE = 16, 4
 
 WARMUP, ROUNDS, BUDGET_S, MAX_ROUNDS = 3, 5, 0.1, 50
 """Each route runs ``WARMUP`` times untimed (the derived kernel compiles or loads from inductor's
-cache on the first; the allocator's threshold for returning large blocks to the system grows over
-the first few calls of a size, whose page faults made the first rounds up to 4x slower), then at
+cache on the first; the first few calls of a new size measured up to 4x slower than later ones,
+likely fresh memory being paged in), then at
 least ``ROUNDS`` timed rounds, interleaved, and more up to ``MAX_ROUNDS`` while less than
 ``BUDGET_S`` seconds are spent; the best round of each counts."""
 
