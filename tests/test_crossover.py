@@ -56,7 +56,7 @@ def test_the_route_measured_faster_runs_for_the_whole_band(measured, answer):
     assert measured.calls[1:] == [((2048, 128), False)]
 
 
-def test_sizes_decide_outside_the_band_off_and_without_a_gradient(measured, monkeypatch):
+def test_sizes_decide_outside_the_band_off_and_without_a_gradient(measured):
     loss = lt.SparseCategoricalCELoss(from_logits=True)
     size = derived.min_numel(loss.spec, True, torch.empty(10, 128), 1)
     below = size // crossover.BELOW // 128 - 1

@@ -144,7 +144,7 @@ class LossModule(LossAdapter, nn.Module):
         given = y_pred, y_true
         y_pred, y_true = _as_tensors(y_pred, y_true)
         plan = plan or self._make_plan()
-        spec, (params, ranges, native, _, routes, _) = self.spec, plan
+        spec, (params, _, native, _, routes, _) = self.spec, plan
         axis = _core.class_axis(spec, params, y_pred.dim(), "torch")
         y_true = _core.check_shapes(spec, _xp, y_pred, y_true, params, axis)
         if self.reduction != "none":
@@ -153,13 +153,7 @@ class LossModule(LossAdapter, nn.Module):
             if native is not None and signature is not None:
                 min_size = self._measured_min_size(plan, min_size, y_pred, y_true, axis, own)
             if derived.applicable(y_pred, y_true, min_size):
-                kernel = plan[3]
-                if kernel is None:
-                    kernel = plan[3] = derived.kernel(type(self), params)
-                def check(stats):
-                    _core.check_values(spec, _xp, y_pred, y_true, params, axis, _core.ranges_from(stats))
-
-                out = derived.loss(kernel, self, y_pred, y_true, ranges, axis, check)
+                out = self._by_derived(plan, y_pred, y_true, axis)
                 if out is not None:
                     return out
             run = None if native is None or torch.compiler.is_compiling() else native(self, y_pred, axis)
@@ -182,33 +176,42 @@ class LossModule(LossAdapter, nn.Module):
         """``min_size`` (``derived.min_numel``), or, where ``crossover`` measures the inputs' size
         band, 0 if the derived kernel was the faster on its first call and ``None`` if torch's was."""
         key = crossover.bucket(y_pred, y_true, axis, min_size, derived.floor_numel(own))
-        if key is None or not derived.applicable(y_pred, y_true, 0):
+        if key is None:
             return min_size
         measured = plan[5]
         faster = measured.get(key)
         if faster is None:
-            spec, (params, ranges, native) = self.spec, plan[:3]
+            if not derived.applicable(y_pred, y_true, 0):  # (no gradient wanted: nothing to time)
+                return min_size
+            params, native = plan[0], plan[2]
             run = native(self, y_pred, axis)
             if run is None:  # (torch's kernel does not take these inputs: the sizes decide)
                 measured[key] = "sizes"
                 return min_size
-            if plan[3] is None:
-                plan[3] = derived.kernel(type(self), params)
 
             def by_torch(x, y):
                 return self._checked_native(run, native.validates_labels, x, y, params, axis)
 
             def by_derived(x, y):
-                def check(stats):
-                    _core.check_values(spec, _xp, x, y, params, axis, _core.ranges_from(stats))
-
-                return derived.loss(plan[3], self, x, y, ranges, axis, check)
+                return self._by_derived(plan, x, y, axis)
 
             if len(measured) >= 64:
                 measured.clear()
             faster = measured[key] = "derived" if crossover.derived_is_faster(
                 by_torch, by_derived, y_pred, y_true, y_pred.numel() >= min_size) else "torch"
         return min_size if faster == "sizes" else 0 if faster == "derived" else None
+
+    def _by_derived(self, plan, y_pred, y_true, axis):
+        """The reduced loss by the derived kernel (made on first use, kept in ``plan``), its value
+        checks read from the kernel's ranges; ``None`` where the kernel cannot run."""
+        spec, (params, ranges) = self.spec, plan[:2]
+        if plan[3] is None:
+            plan[3] = derived.kernel(type(self), params)
+
+        def check(stats):
+            _core.check_values(spec, _xp, y_pred, y_true, params, axis, _core.ranges_from(stats))
+
+        return derived.loss(plan[3], self, y_pred, y_true, ranges, axis, check)
 
     def _checked_native(self, run, validates_labels, y_pred, y_true, params, axis):
         """torch's kernel of the loss (``run``, bound by ``torch_native``) after the value checks;
