@@ -44,6 +44,10 @@ def test_bad_inputs_are_named(name):
         loss(x, torch.full((2, 4, 4), 3))
     with pytest.raises(ValueError, match=r"y_true has shape \(2, 4\).*never broadcasts"):
         loss(x, torch.zeros(2, 4, dtype=torch.long))
+    # MONAI's (N, 1, H, W) label channel: the message says what to do with it
+    with pytest.raises(ValueError, match=r"\(2, 1, 4, 4\).*never broadcasts\); a label map has no class "
+                                         r"axis: squeeze axis 1 of y_true"):
+        loss(x, torch.zeros(2, 1, 4, 4, dtype=torch.long))
     with pytest.raises(ValueError, match=r"y_pred \(probabilities, from_logits=False\) must lie in \[0, 1\]"):
         CLASSES[name]()(x * 10, torch.zeros(2, 4, 4, dtype=torch.long))
 

@@ -490,6 +490,45 @@ def test_jit_a_bad_entry_of_per_class_dice_makes_its_sample_nan():
     assert (np.isnan(values) == (np.arange(4) == 1)).all(), values
 
 
+@pytest.mark.skipif(BACKEND == "torch", reason="torch runs the Keras step eagerly: the checks raise")
+@pytest.mark.parametrize("make", [
+    lambda: lk.DiceLoss(squared=False, aggregation="batch"),
+    lambda: lk.TverskyLoss(aggregation="batch", per_class=True),
+    lambda: lk.JaccardLoss(aggregation="batch"),
+], ids=["dice", "tversky-per-class", "jaccard"])
+def test_jit_an_overlap_loss_over_the_batch_judges_its_inputs_whole(make):
+    """With ``aggregation="batch"`` the loss is one number, so its inputs are judged whole (on JAX
+    by their least and greatest entries, ``core._extremes_outside``): any entry out of range, NaN
+    or infinite, in either input or a label, makes it NaN, a finite entry out of range with a
+    finite (zero) gradient (a NaN reaches the sums, and so the gradient); inputs at the very ends
+    of the range do not."""
+    from keras_helpers import value_and_grad
+
+    rng = np.random.default_rng(14)
+    y_pred = rng.dirichlet(np.ones(3), size=(2, 4, 4)).astype("float32")
+    masks = np.eye(3, dtype="float32")[rng.integers(0, 3, (2, 4, 4))]
+    edges = y_pred.copy()
+    edges[0, 0, 0], edges[1, 3, 3] = [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]
+    loss = make()
+    want = float(_np(loss(masks, edges)))
+    value, grad = value_and_grad(lambda v: loss(masks, v), edges, compiled=True)
+    np.testing.assert_allclose(value, want, rtol=1e-5)
+    assert np.isfinite(grad).all()
+    for bad_value in (1.5, -1e-3, np.nan, np.inf):
+        for where in ("y_pred", "y_true"):
+            p, t = edges.copy(), masks.copy()
+            (p if where == "y_pred" else t)[1, 2, 3, 1] = bad_value
+            value, grad = value_and_grad(lambda v, t=t: loss(t, v), p, compiled=True)
+            assert np.isnan(value), (where, bad_value)
+            assert np.isfinite(grad).all() or not np.isfinite(bad_value), (where, bad_value)
+    labels = rng.integers(0, 3, (2, 4, 4)).astype("int32")
+    for bad_label in (3, -1):
+        bad = labels.copy()
+        bad[0, 1, 2] = bad_label
+        assert np.isnan(_np(_jit(lambda t, p: loss(t, p))(bad, y_pred))), bad_label
+    assert np.isfinite(_np(_jit(lambda t, p: loss(t, p))(labels, y_pred)))
+
+
 # --- empty batches, dtypes, assigned hyperparameters ---------------------------------------------
 
 

@@ -43,10 +43,15 @@ def resolve_axis(axis, ndim: int, framework: str) -> int:
 # --- input checks -------------------------------------------------------------------------------
 
 
-def _shape_error(spec, y_pred_shape, y_true_shape, expected):
+def _shape_error(spec, y_pred_shape, y_true_shape, expected, axis=None):
+    hint = ""
+    if axis is not None and len(y_true_shape) == len(y_pred_shape) and y_pred_shape[axis] > 1 and (
+        y_true_shape == y_pred_shape[:axis] + (1,) + y_pred_shape[axis + 1:]
+    ):  # MONAI's habit: a label map with a channel axis of 1 (to_onehot_y=True)
+        hint = f"; a label map has no class axis: squeeze axis {axis} of y_true"
     return ValueError(
         f"{spec.class_name}: y_pred has shape {y_pred_shape} and y_true has shape {y_true_shape}; "
-        f"y_true must have shape {expected} (lossplug never broadcasts)"
+        f"y_true must have shape {expected} (lossplug never broadcasts){hint}"
     )
 
 
@@ -68,9 +73,9 @@ def check_shapes(spec: LossSpec, xp, y_pred, y_true, params, axis):
         if ts == label_shape + (1,) and axis == len(ps) - 1:
             y_true, ts = xp.squeeze(y_true, -1), label_shape
         if ts != label_shape:
-            raise _shape_error(spec, ps, ts, f"{label_shape} (y_pred without class axis {axis})")
+            raise _shape_error(spec, ps, ts, f"{label_shape} (y_pred without class axis {axis})", axis)
     if spec.targets == "same_or_labels" and ts != ps and ts != label_shape:
-        raise _shape_error(spec, ps, ts, f"{ps} or the label map {label_shape}")
+        raise _shape_error(spec, ps, ts, f"{ps} or the label map {label_shape}", axis)
     weights = params.get("class_weights")
     if weights is not None and len(weights) != ps[axis]:
         raise ValueError(
@@ -429,7 +434,10 @@ def poison(spec: LossSpec, xp, y_pred, y_true, params, axis, loss, inputs_taken=
     flags = []  # True at the bad entries of an input, judged together at the end (``_judge``)
 
     def outside(x, lo, hi):
-        flags.append(_flag(x, lo, hi))
+        if getattr(xp, "ranges_by_extremes", False) and _judged_whole(xp, x, loss, axis):
+            flags.append(_extremes_outside(xp, x, lo, hi))
+        else:
+            flags.append(_flag(x, lo, hi))
 
     if spec.checks == "counts":
         # a negative count or rate, or NaN: one compare of the smaller, the shapes being equal
@@ -469,6 +477,24 @@ def _flag(x, lo, hi):
     return ~inside
 
 
+def _extremes_outside(xp, x, lo, hi):
+    """True (one boolean) where the least entry of ``x`` lies below ``lo`` or the greatest above
+    ``hi`` (a NaN in ``x`` is both): the range test of an input judged whole, as reductions of the
+    input itself (``xp.ranges_by_extremes``)."""
+    inside = []
+    if lo != -float("inf"):
+        inside.append(xp.min(x) >= lo)
+    if hi != float("inf"):
+        inside.append(xp.max(x) <= hi)
+    return ~functools.reduce(operator.and_, inside)
+
+
+def _judged_whole(xp, flag_like, loss, axis) -> bool:
+    """Whether ``_judge`` reduces a flag shaped like ``flag_like`` whole (not to the loss's shape)."""
+    shape, target = _static(xp, flag_like), _static(xp, loss)
+    return shape is None or (shape != target and _axes_to(shape, target, axis) is None)
+
+
 def _static(xp, x):
     shape = tuple(xp.shape(x))
     return shape if all(isinstance(d, int) for d in shape) else None
@@ -482,7 +508,9 @@ def _judge(xp, flags, loss, axis):
     axis ``axis``, a per-sample loss's over each sample) is reduced by ``any`` along those axes
     and selected per position: both part of the loss's own loop rather than a pass of their own
     (XLA, inductor). Each other flag (a loss over the whole batch) is reduced by ``any`` whole
-    (on XLA's CPU backend 2-3x faster than a min or a max)."""
+    (on TensorFlow's XLA 2-3x faster than a min or a max of a flag; on JAX, where YNNPACK takes
+    the reductions, ``poison`` gives such an input's range test as its own min and max instead:
+    ``_extremes_outside``)."""
     groups = {}
     for flag in flags:
         key = _static(xp, flag) or id(flag)

@@ -417,6 +417,12 @@ class KerasBackend:
         # class axis after the formula costs one; TensorFlow's XLA fuses it (core.poison_inputs)
         return self.keras.backend.backend() == "jax"
 
+    @property
+    def ranges_by_extremes(self) -> bool:
+        # XLA on JAX reduces a tensor whole fastest by YNNPACK's min or max of the tensor itself (a
+        # flag computed from it is written out first): core.poison's test of an input judged whole
+        return self.keras.backend.backend() == "jax"
+
     def is_concrete(self, x) -> bool:
         backend = self.keras.backend.backend()
         if backend == "tensorflow":
@@ -491,6 +497,14 @@ class KerasBackend:
         # given an initial value; the result is then just as empty
         initial = -float("inf") if 0 in tuple(x.shape) else None
         return self.ops.max(x, axis=axis, keepdims=keepdims, initial=initial)
+
+    def any(self, x, axis=None):
+        if axis is not None or self.keras.backend.backend() != "jax":
+            return self.ops.any(x, axis=axis)
+        # a whole tensor on XLA on JAX: the max of the flag as a float takes YNNPACK's reduction
+        # (the value checks of Dice over a 4e6-element batch: 3.5 ms against 4.5 ms for jnp.any,
+        # the loss itself 4 ms); along an axis (a row of classes) jnp.any is the faster
+        return self.max(self.ops.where(x, 1.0, 0.0)) > 0
 
     def log_softmax(self, x, axis):
         if self.keras.backend.backend() != "tensorflow":
